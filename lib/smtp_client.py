@@ -1,0 +1,1438 @@
+# SPDX-License-Identifier: MIT
+"""smtp_client: a memory-frugal SMTP client for MicroPython, CircuitPython and CPython.
+
+One protocol engine (`Engine`) owns two preallocated buffers and never touches a socket;
+the blocking drivers `SMTP`, `SMTP_SSL` and the per-mail `Client` move bytes between a
+transport and those buffers. The smtplib names, signatures and exceptions are kept.
+"""
+
+from micropython import const
+import socket
+import sys
+import time
+
+__version__ = "0.1.0"
+
+_MPY = sys.implementation.name == "micropython"
+
+_CR = const(13)
+_LF = const(10)
+_DOT = const(46)
+_SP = const(32)
+_DASH = const(45)
+_CRLF = const(b"\r\n")
+
+# Capability bits, parsed once per EHLO (RFC 5321 4.1.1.1).
+_STARTTLS = const(1)
+_PIPELINING = const(2)
+_CHUNKING = const(4)
+_8BITMIME = const(8)
+_SMTPUTF8 = const(16)
+_DSN = const(32)
+_ENHANCED = const(64)
+_SIZE = const(128)
+_AUTH = const(256)
+_CAP_NAMES = (
+    (b"STARTTLS", _STARTTLS),
+    (b"PIPELINING", _PIPELINING),
+    (b"CHUNKING", _CHUNKING),
+    (b"8BITMIME", _8BITMIME),
+    (b"SMTPUTF8", _SMTPUTF8),
+    (b"DSN", _DSN),
+    (b"ENHANCEDSTATUSCODES", _ENHANCED),
+    (b"SIZE", _SIZE),
+    (b"AUTH", _AUTH),
+)
+
+# AUTH mechanisms in order of preference for login(): the strongest first. XOAUTH2 is
+# only used when asked for, because its "password" is a token.
+_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
+_AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile server finite
+
+SMTP_PORT = const(25)
+SUBMISSION_PORT = const(587)
+SMTP_SSL_PORT = const(465)
+
+
+# ---------------------------------------------------------------------------- exceptions
+
+
+class SMTPException(OSError):
+    """Base class of every error this module raises (smtplib's hierarchy)."""
+
+
+class SMTPNotSupportedError(SMTPException):
+    """The command or option is not supported by the server (or by this runtime)."""
+
+
+class SMTPServerDisconnected(SMTPException):
+    """The connection broke: closed by the server, reset, or not connected."""
+
+
+class SMTPTimeoutError(SMTPServerDisconnected):
+    """The server did not answer within the deadline; the connection was closed."""
+
+
+class SMTPProtocolError(SMTPException):
+    """The server broke the protocol: malformed, overlong, inconsistent or unsolicited replies."""
+
+
+class SMTPTLSError(SMTPException):
+    """The TLS handshake failed (certificate not trusted, wrong host name, no common cipher)."""
+
+
+class SMTPResponseException(SMTPException):
+    """The server replied with an error code.
+
+    `smtp_code` is the int code, `smtp_error` the reply text (bytes), `enhanced` the
+    RFC 3463 status code ("5.1.1") when the server sent one. `transient` is True for 4xx
+    replies (try again later), `permanent` for 5xx (don't retry as is).
+    """
+
+    def __init__(self, code, msg):
+        self.smtp_code = code
+        self.smtp_error = msg
+        self.enhanced = _enhanced(code, msg)
+        self.args = (code, msg)
+
+    @property
+    def transient(self):
+        return 400 <= self.smtp_code < 500
+
+    @property
+    def permanent(self):
+        return self.smtp_code >= 500
+
+
+class SMTPSenderRefused(SMTPResponseException):
+    """MAIL FROM was refused; `sender` is the address."""
+
+    def __init__(self, code, msg, sender):
+        super().__init__(code, msg)
+        self.sender = sender
+        self.args = (code, msg, sender)
+
+
+class SMTPRecipientsRefused(SMTPException):
+    """Every recipient was refused; `recipients` maps address -> (code, msg)."""
+
+    def __init__(self, recipients):
+        self.recipients = recipients
+        self.args = (recipients,)
+
+    @property
+    def transient(self):
+        """True when every refusal was 4xx: the same mail may succeed later."""
+        return all(400 <= c < 500 for c, _ in self.recipients.values())
+
+    @property
+    def permanent(self):
+        return not self.transient
+
+
+class SMTPDataError(SMTPResponseException):
+    """DATA or the end of the message was refused."""
+
+
+class SMTPConnectError(SMTPResponseException):
+    """The greeting was not 220."""
+
+
+class SMTPHeloError(SMTPResponseException):
+    """EHLO and HELO were refused."""
+
+
+class SMTPAuthenticationError(SMTPResponseException):
+    """Authentication failed (535, 534, 454, ...)."""
+
+
+def _enhanced(code, msg):
+    # RFC 2034 / RFC 3463 2: "class.subject.detail" at the start of the text, the class digit
+    # matching the reply's first digit. Only runs on error paths.
+    if not isinstance(msg, (bytes, bytearray)) or len(msg) < 5:
+        return None
+    end = msg.find(b" ")
+    word = msg[: end if end >= 0 else len(msg)]
+    parts = word.split(b".")
+    if len(parts) != 3 or word[0] - 48 != code // 100:
+        return None
+    for part in parts:
+        if not 1 <= len(part) <= 3 or not part.isdigit():
+            return None
+    return word.decode()
+
+
+# -------------------------------------------------------------------------------- engine
+
+
+def _copy(dst, d, src, s, n):
+    # Copy src[s:s+n] to dst[d:]. MicroPython allocates a new object for every slice or
+    # memoryview slice, so its copy is a byte loop; CPython slices are cheap and fast.
+    if _MPY:
+        for k in range(n):
+            dst[d + k] = src[s + k]
+    else:
+        dst[d : d + n] = src[s : s + n]
+
+
+class Pool:
+    """The preallocated buffers one session uses; pass one to several sessions to share it.
+
+    `rx` holds server replies, `tx` what goes out, `chunk` file reads of the body.
+    `bufsize` is the longest reply line accepted and the size of each write.
+    """
+
+    def __init__(self, bufsize=512):
+        # RFC 5321 4.5.3.1.5: a reply line may be 512 octets long, a command line too.
+        if bufsize < 512:
+            raise ValueError("bufsize must be at least 512")
+        seg = bufsize // 8
+        # rx is read at one of 9 fixed offsets (multiples of seg), so a partial line moved
+        # just below one of them is continued in place without allocating a memoryview.
+        self.rx = bytearray(bufsize + seg)
+        mv = memoryview(self.rx)
+        self.rxv = [mv[k * seg :] for k in range(9)]
+        self.tx = bytearray(bufsize)
+        self.chunk = bytearray(bufsize)
+        self.seg = seg
+        self.bufsize = bufsize
+
+
+class Engine:
+    """The SMTP protocol, without I/O: builds commands in `pool.tx`, parses replies in
+    `pool.rx` in place, encodes the body, and validates input. Drivers do the I/O."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.rx = pool.rx
+        self.tx = pool.tx
+        self.reset()
+
+    def reset(self):
+        """Forget everything of the last connection (buffers are kept)."""
+        self.rx_pos = 0  # first unparsed byte in rx
+        self.rx_end = 0  # end of received bytes in rx
+        self.tx_len = 0
+        self.pending = 0  # replies expected and not yet parsed
+        self.code = 0  # code of the multi-line reply being parsed
+        self.keep = False  # copy reply text out (public methods and errors)
+        self.text = []
+        self.caps = 0
+        self.size_limit = 0
+        self.auth = ()
+        self.bol = True  # body encoder: at the beginning of a line
+        self.cr = False  # body encoder: a CR was read and not written yet
+
+    # ----- replies (RFC 5321 4.2)
+
+    def rx_view(self):
+        """Make room for more reply bytes; return the memoryview to read into."""
+        pool = self.pool
+        rx = self.rx
+        p = self.rx_pos
+        n = self.rx_end - p
+        if n >= pool.bufsize:
+            raise SMTPProtocolError("reply line longer than %d bytes" % pool.bufsize)
+        seg = pool.seg
+        k = (n + seg - 1) // seg
+        d = k * seg - n
+        if d < p:
+            for i in range(n):
+                rx[d + i] = rx[p + i]
+        elif d > p:
+            for i in range(n - 1, -1, -1):
+                rx[d + i] = rx[p + i]
+        self.rx_pos = d
+        self.rx_end = k * seg
+        return pool.rxv[k]
+
+    def received(self, n):
+        self.rx_end += n
+
+    def parse(self):
+        """Parse complete lines received so far; return the code of a complete reply, or 0
+        when more bytes are needed. Allocates nothing unless reply text is kept."""
+        rx = self.rx
+        p = self.rx_pos
+        end = self.rx_end
+        while True:
+            lf = rx.find(b"\n", p, end)
+            if lf < 0:
+                self.rx_pos = p
+                return 0
+            e = lf
+            if e > p and rx[e - 1] == _CR:
+                e -= 1
+            # Reply-code = %x32-35 %x30-35 %x30-39, then SP, "-" or the end of the line.
+            if e - p < 3:
+                raise SMTPProtocolError("malformed reply line")
+            d0 = rx[p] - 48
+            d1 = rx[p + 1] - 48
+            d2 = rx[p + 2] - 48
+            if not (2 <= d0 <= 5 and 0 <= d1 <= 5 and 0 <= d2 <= 9):
+                raise SMTPProtocolError("malformed reply code")
+            sep = rx[p + 3] if e > p + 3 else _SP
+            if sep != _SP and sep != _DASH:
+                raise SMTPProtocolError("malformed reply code")
+            code = d0 * 100 + d1 * 10 + d2
+            if self.code and code != self.code:
+                raise SMTPProtocolError("multi-line reply changed its code")
+            if self.pending <= 0:
+                raise SMTPProtocolError("unsolicited reply")
+            self.code = code
+            if self.keep or code >= 400:
+                self.text.append(bytes(rx[p + 4 : e]) if e > p + 4 else b"")
+            p = lf + 1
+            if sep == _DASH:
+                continue
+            self.rx_pos = p
+            self.code = 0
+            self.pending -= 1
+            if self.pending == 0 and p < end:
+                # RFC 5321 4.2 / RFC 2920 3.2: one reply per command; bytes beyond the last
+                # expected reply mean the server and we disagree about the conversation.
+                raise SMTPProtocolError("unsolicited data after reply")
+            return code
+
+    def take_text(self):
+        """The text of the last reply, lines joined by "\\n" (smtplib's shape)."""
+        t = b"\n".join(self.text)
+        self.text = []
+        return t
+
+    # ----- commands (RFC 5321 4.1)
+
+    def put(self, data):
+        """Append bytes or ASCII text to tx."""
+        if isinstance(data, str):
+            data = data.encode()
+        p = self.tx_len
+        n = len(data)
+        if p + n > len(self.tx):
+            raise ValueError("command longer than the buffer")
+        self.tx[p : p + n] = data
+        self.tx_len = p + n
+
+    def command(self, verb, arg=None):
+        """Queue one command line; each queued command expects one reply (RFC 2920 3.1)."""
+        self.put(verb)
+        if arg:
+            self.put(b" ")
+            self.put(arg)
+        self.put(_CRLF)
+        self.pending += 1
+
+    def path_command(self, verb, addr, options):
+        """MAIL FROM:<addr> / RCPT TO:<addr> with ESMTP parameters (RFC 5321 4.1.1.2-3)."""
+        self.put(verb)
+        self.put(b"<")
+        self.put(addr)
+        self.put(b">")
+        for opt in options:
+            self.put(b" ")
+            self.put(opt)
+        self.put(_CRLF)
+        self.pending += 1
+
+    # ----- capabilities (RFC 5321 4.1.1.1, RFC 1870, RFC 4954)
+
+    def set_capabilities(self, lines):
+        """Parse EHLO reply lines (all but the first name the extensions)."""
+        caps = 0
+        self.size_limit = 0
+        self.auth = ()
+        for line in lines[1:]:
+            word = line.split(None, 1)
+            if not word:
+                continue
+            key = word[0].upper()
+            for name, bit in _CAP_NAMES:
+                if key == name:
+                    caps |= bit
+            if key == b"SIZE" and len(word) > 1 and word[1].strip().isdigit():
+                self.size_limit = int(word[1])
+            elif key == b"AUTH" and len(word) > 1:
+                self.auth = tuple(m.decode() for m in word[1].upper().split())
+        self.caps = caps
+
+    # ----- body (RFC 5321 4.1.1.4, 4.5.2, 2.3.8)
+
+    def clean(self, src, i, j):
+        """True when src[i:j] can go out verbatim: lines end in CRLF, no line starts with
+        ".", and the region continues the previous one cleanly. Four scans in C."""
+        if self.cr or (self.bol and src[i] == _DOT):
+            return False
+        n = src.count(b"\n", i, j)
+        return (
+            src.count(b"\r", i, j) == n
+            and src.count(_CRLF, i, j) == n
+            and src.find(b"\n.", i, j) < 0
+        )
+
+    def passed(self, src, j):
+        """Note that a clean region ending at src[j-1] went out verbatim."""
+        self.bol = src[j - 1] == _LF
+
+    def encode(self, src, i, j):
+        """Encode src[i:j] into tx until it is consumed or tx is nearly full; return the
+        new i. Bare CR and bare LF become CRLF (RFC 5321 2.3.8), a "." at the start of a
+        line gets one more "." (RFC 5321 4.5.2); the line state carries across calls, so
+        no split of the input can produce an early end of data (SMTP smuggling)."""
+        tx = self.tx
+        p = self.tx_len
+        room = len(tx) - 3  # one input byte makes at most 3 output bytes (".", CR LF)
+        while i < j and p < room:
+            if self.cr:
+                # The previous byte was CR: CRLF ends the line either way.
+                tx[p] = _CR
+                tx[p + 1] = _LF
+                p += 2
+                self.cr = False
+                self.bol = True
+                if src[i] == _LF:
+                    i += 1
+                continue
+            if self.bol and src[i] == _DOT:
+                tx[p] = _DOT
+                p += 1
+            self.bol = False
+            lf = src.find(b"\n", i, j)
+            stop = lf if lf >= 0 else j
+            cr = src.find(b"\r", i, stop)
+            if cr >= 0:
+                stop = cr
+            n = stop - i
+            if n > room - p:
+                # Out of room mid-line: copy what fits; the rest continues the same line.
+                n = room - p
+                _copy(tx, p, src, i, n)
+                p += n
+                i += n
+                break
+            _copy(tx, p, src, i, n)
+            p += n
+            i = stop
+            if i < j:
+                if src[i] == _LF:
+                    tx[p] = _CR
+                    tx[p + 1] = _LF
+                    p += 2
+                    self.bol = True
+                else:
+                    self.cr = True  # decided by the next byte: CRLF or a bare CR
+                i += 1
+        self.tx_len = p
+        return i
+
+    def finish(self):
+        """Queue the end of data: close an open line, then "." CRLF (RFC 5321 4.1.1.4)."""
+        if self.cr or not self.bol:
+            self.put(_CRLF)
+        self.put(b".\r\n")
+        self.cr = False
+        self.bol = True
+        self.pending += 1
+
+    def body_start(self):
+        self.bol = True
+        self.cr = False
+
+    # ----- AUTH (RFC 4954, RFC 4616, RFC 2195)
+
+    @staticmethod
+    def auth_plain(user, password):
+        # RFC 4616 2: authzid NUL authcid NUL passwd, authzid empty.
+        return b"\0" + _b(user) + b"\0" + _b(password)
+
+    @staticmethod
+    def auth_cram_md5(user, password, challenge):
+        # RFC 2195 2: user SP hex(HMAC-MD5(password, challenge)); RFC 2104 HMAC by hand,
+        # MicroPython has no hmac module.
+        import hashlib
+
+        key = _b(password)
+        if len(key) > 64:
+            key = hashlib.md5(key).digest()
+        key = key + bytes(64 - len(key))
+        inner = hashlib.md5(bytes(k ^ 0x36 for k in key))
+        inner.update(challenge)
+        outer = hashlib.md5(bytes(k ^ 0x5C for k in key))
+        outer.update(inner.digest())
+        return _b(user) + b" " + _hex(outer.digest())
+
+    @staticmethod
+    def auth_xoauth2(user, token):
+        # Google's and Microsoft's XOAUTH2: user=U ^A auth=Bearer T ^A ^A.
+        return b"user=" + _b(user) + b"\x01auth=Bearer " + _b(token) + b"\x01\x01"
+
+
+def _b(s):
+    return s.encode() if isinstance(s, str) else bytes(s)
+
+
+def _hex(data):
+    import binascii
+
+    return binascii.hexlify(data)
+
+
+def _b64(data):
+    import binascii
+
+    return binascii.b2a_base64(data)[:-1]
+
+
+def _unb64(data):
+    import binascii
+
+    try:
+        return binascii.a2b_base64(data)
+    except ValueError:
+        raise SMTPProtocolError("334 challenge is not base64")
+
+
+def _check_text(value, what):
+    # RFC 5321 2.3.8 / 4.1.2: CR, LF and NUL would end or corrupt the command line and let
+    # a caller's data inject commands; refuse before a byte is sent.
+    if isinstance(value, (bytes, bytearray)):
+        bad = b"\r" in value or b"\n" in value or b"\0" in value
+    elif isinstance(value, str):
+        bad = "\r" in value or "\n" in value or "\0" in value
+    else:
+        raise TypeError("%s must be str or bytes" % what)
+    if bad:
+        raise ValueError("CR, LF or NUL in %s" % what)
+    return value
+
+
+def _check_addr(addr, what):
+    _check_text(addr, what)
+    # RFC 5321 4.1.2: the path is enclosed in <>; a bracket inside would smuggle parameters.
+    a = _b(addr)
+    if b"<" in a or b">" in a:
+        raise ValueError("< or > in %s" % what)
+    return a
+
+
+def _addr_list(to_addrs):
+    if isinstance(to_addrs, (str, bytes)):
+        to_addrs = [to_addrs]
+    to_addrs = list(to_addrs)
+    if not to_addrs:
+        raise ValueError("no recipients")
+    return to_addrs
+
+
+# ----------------------------------------------------------------------- I/O per runtime
+
+if _MPY:
+
+    def _now():
+        return time.ticks_ms()
+
+    def _left(deadline):
+        return time.ticks_diff(deadline, time.ticks_ms())
+
+    def _deadline(seconds):
+        return time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+
+else:
+
+    def _now():
+        return int(time.monotonic() * 1000)
+
+    def _left(deadline):
+        return deadline - int(time.monotonic() * 1000)
+
+    def _deadline(seconds):
+        return int(time.monotonic() * 1000) + int(seconds * 1000)
+
+
+class _MpyTransport:
+    """MicroPython: a blocking readinto waits for a FULL buffer, so the socket is made
+    non-blocking and waits happen in select.poll().ipoll(), which allocates nothing after
+    its first call."""
+
+    def __init__(self, sock):
+        import select
+
+        self.sock = sock
+        sock.setblocking(False)
+        self.pin = select.poll()
+        self.pin.register(sock, select.POLLIN)
+        self.pout = select.poll()
+        self.pout.register(sock, select.POLLOUT)
+
+    def _wait(self, poll, deadline):
+        ms = _left(deadline)
+        if ms > 0:
+            for _ in poll.ipoll(ms):
+                return
+        raise SMTPTimeoutError("timed out")
+
+    def readinto(self, buf, deadline):
+        while True:
+            n = self.sock.readinto(buf)  # TLS may hold decrypted bytes: read before polling
+            if n is not None:
+                return n
+            self._wait(self.pin, deadline)
+
+    def ready(self):
+        """Bytes waiting to be read right now (used to detect unsolicited data)."""
+        for _ in self.pin.ipoll(0):
+            return True
+        return False
+
+    def write(self, buf, off, n, deadline):
+        sock = self.sock
+        end = off + n
+        while off < end:
+            k = sock.write(buf, off, end - off)
+            if k is None:
+                self._wait(self.pout, deadline)
+            else:
+                off += k
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _CpyTransport:
+    """CPython: blocking socket with a timeout per call, recv_into and sendall."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def _timeout(self, deadline):
+        ms = _left(deadline)
+        if ms <= 0:
+            raise SMTPTimeoutError("timed out")
+        self.sock.settimeout(ms / 1000)
+
+    def readinto(self, buf, deadline):
+        self._timeout(deadline)
+        try:
+            return self.sock.recv_into(buf)
+        except socket.timeout:
+            raise SMTPTimeoutError("timed out")
+
+    def ready(self):
+        import select
+
+        pending = getattr(self.sock, "pending", None)
+        if pending and pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def write(self, buf, off, n, deadline):
+        self._timeout(deadline)
+        try:
+            self.sock.sendall(memoryview(buf)[off : off + n])
+        except socket.timeout:
+            raise SMTPTimeoutError("timed out")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+_Transport = _MpyTransport if _MPY else _CpyTransport
+
+
+def create_context(cadata=None, *, verify=True):
+    """An SSLContext for a client: certificates verified by default.
+
+    `cadata`: CA certificate(s) in DER (MicroPython needs DER; CPython takes DER or PEM
+    text). `verify=False` turns verification off: anyone on the path can then read the
+    password. It is never the default and it prints a warning."""
+    if _MPY:
+        try:
+            import tls
+        except ImportError:
+            import ssl as tls
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        if verify:
+            ctx.verify_mode = tls.CERT_REQUIRED
+            if cadata is not None:
+                # tls.SSLContext takes the DER CA positionally (no keyword arguments).
+                ctx.load_verify_locations(cadata)
+        else:
+            ctx.verify_mode = tls.CERT_NONE
+    else:
+        import ssl
+
+        if verify:
+            ctx = ssl.create_default_context(cadata=cadata)
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    if not verify:
+        print("smtp_client: WARNING: TLS certificate verification is OFF")
+    return ctx
+
+
+def _is_ip(host):
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+# ----------------------------------------------------------------------- smtplib session
+
+
+class SMTP:
+    """An SMTP session, smtplib-compatible. Extensions are keyword-only."""
+
+    # Class-level defaults keep instances small (smtplib does the same).
+    debuglevel = 0
+    sock = None
+    _io = None
+    _host = ""
+    helo_resp = None
+    ehlo_resp = None
+    does_esmtp = False
+    _tls = False
+    default_port = SMTP_PORT
+
+    def __init__(
+        self,
+        host="",
+        port=0,
+        local_hostname=None,
+        timeout=30,
+        source_address=None,
+        *,
+        bufsize=512,
+        pool=None,
+    ):
+        if local_hostname is not None:
+            _check_text(local_hostname, "local_hostname")
+        self.local_hostname = local_hostname
+        self.timeout = timeout
+        self.source_address = source_address
+        self.esmtp_features = {}
+        self.pool = pool if pool is not None else Pool(bufsize)
+        self.engine = Engine(self.pool)
+        if host:
+            code, msg = self.connect(host, port)
+            if code != 220:
+                self.close()
+                raise SMTPConnectError(code, msg)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self._io is not None:
+                self.quit()
+        except (SMTPException, OSError):
+            pass
+        finally:
+            self.close()
+
+    def set_debuglevel(self, level):
+        self.debuglevel = level
+
+    # ----- connection
+
+    def _open(self, host, port, deadline):
+        """Connect to the first address of host that answers (IPv4 or IPv6)."""
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        if not infos:
+            raise OSError("no address for %s" % host)
+        err = None
+        for af, kind, proto, _, addr in infos:
+            sock = socket.socket(af, kind, proto)
+            try:
+                sock.settimeout(max(_left(deadline), 1) / 1000)
+                if self.source_address is not None:
+                    sock.bind(self.source_address)
+                sock.connect(addr)
+                self._set_nodelay(sock)
+                return sock
+            except OSError as e:
+                err = e
+                sock.close()
+        raise err
+
+    @staticmethod
+    def _set_nodelay(sock):
+        # Flights are single writes anyway; NODELAY also removes the Nagle + delayed-ACK
+        # stall where a flight must follow a large body write.
+        try:
+            sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        except (OSError, AttributeError, TypeError):
+            pass
+
+    def connect(self, host="localhost", port=0, source_address=None):
+        """Connect and read the greeting; return (code, msg). RFC 5321 3.1: 220 is the
+        greeting, 554 (no service) and 421 are refusals."""
+        if source_address is not None:
+            self.source_address = source_address
+        if self._io is not None:
+            self.close()
+        if not port:
+            if host.startswith("[") and "]:" in host:
+                host, _, port = host[1:].partition("]:")
+            elif host.count(":") == 1:
+                host, _, port = host.partition(":")
+            port = int(port) if port else self.default_port
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        self._host = host
+        self.engine.reset()
+        deadline = _deadline(self.timeout)
+        sock = self._open(host, port, deadline)
+        self.sock = sock
+        try:
+            self._after_connect(deadline)
+            self._io = _Transport(self.sock)
+            self.engine.pending = 1
+            code = self._reply(deadline, keep=True)
+        except BaseException:
+            self.close()
+            raise
+        msg = self.engine.take_text()
+        if code != 220:
+            self.close()
+        return code, msg
+
+    def _after_connect(self, deadline):
+        pass
+
+    def _wrap(self, context, deadline):
+        """TLS handshake on self.sock (blocking with the session's deadline)."""
+        if context is None:
+            context = create_context()
+        sock = self.sock
+        # The handshake runs blocking, bounded by the session's deadline; the transport
+        # makes the TLS socket non-blocking afterwards.
+        sock.settimeout(max(_left(deadline), 1) / 1000)
+        host = self._host
+        try:
+            self.sock = context.wrap_socket(sock, server_hostname=host)
+        except (OSError, ValueError) as e:
+            try:
+                sock.close()
+            except OSError:
+                pass
+            self.close()
+            raise SMTPTLSError("TLS handshake with %s failed: %r" % (host, e))
+        self._tls = True
+
+    def close(self):
+        """Close the connection; the object can connect again."""
+        io = self._io
+        self._io = None
+        self.sock = None
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self._tls = False
+        if io is not None:
+            io.close()
+
+    # ----- I/O glue (the driver's part: every wait has a deadline)
+
+    def _need(self):
+        if self._io is None:
+            raise SMTPServerDisconnected("not connected")
+
+    def _write(self, buf, off, n, deadline):
+        try:
+            self._io.write(buf, off, n, deadline)
+        except SMTPException:
+            self.close()
+            raise
+        except OSError as ex:
+            self.close()
+            raise SMTPServerDisconnected("write failed: %r" % (ex,))
+
+    def _flush(self, deadline):
+        e = self.engine
+        if e.tx_len:
+            self._write(e.tx, 0, e.tx_len, deadline)
+            e.tx_len = 0
+
+    def _send_flight(self, deadline):
+        """Write the queued commands in one write. A byte that arrived while we were not
+        waiting for a reply is unsolicited: answering it as ours would desync the session."""
+        self._need()
+        e = self.engine
+        if e.rx_pos < e.rx_end or self._io.ready():
+            self._unsolicited()
+        self._flush(deadline)
+
+    def _unsolicited(self):
+        # RFC 5321 3.8: a server shutting down may send 421 and close; report that as the
+        # transient error it is. Anything else is a protocol violation.
+        e = self.engine
+        e.pending = 1
+        try:
+            code = self._reply(_deadline(1))
+        except SMTPTimeoutError:
+            code = 0
+        msg = e.take_text()
+        self.close()
+        if code == 421:
+            raise SMTPResponseException(code, msg)
+        raise SMTPProtocolError("unsolicited data from server")
+
+    def _reply(self, deadline, keep=False):
+        """Read until the next reply is complete; return its code. Any failure closes the
+        connection; so does 421 (RFC 5321 3.8: the server is closing the channel), whose
+        code is returned so the caller raises its own exception class."""
+        e = self.engine
+        io = self._io
+        e.keep = keep
+        try:
+            while True:
+                code = e.parse()
+                if code:
+                    if code == 421:
+                        self.close()
+                    return code
+                n = io.readinto(e.rx_view(), deadline)
+                if not n:
+                    raise SMTPServerDisconnected("connection closed by server")
+                e.received(n)
+        except SMTPException:
+            self.close()
+            raise
+        except OSError as ex:
+            self.close()
+            raise SMTPServerDisconnected("read failed: %r" % (ex,))
+
+    def _cmd(self, verb, arg=None, keep=True):
+        """Send one command, lock-step; return (code, msg)."""
+        deadline = _deadline(self.timeout)
+        e = self.engine
+        e.command(verb, arg)
+        self._send_flight(deadline)
+        code = self._reply(deadline, keep=keep)
+        return code, e.take_text()
+
+    def docmd(self, cmd, args=""):
+        """Send a raw command line; return (code, msg)."""
+        _check_text(cmd, "command")
+        _check_text(args, "command arguments")
+        self._need()
+        return self._cmd(cmd, args)
+
+    def putcmd(self, cmd, args=""):
+        raise SMTPNotSupportedError("putcmd/getreply are not supported; use docmd")
+
+    # ----- EHLO / HELO (RFC 5321 4.1.1.1)
+
+    def _local_name(self):
+        if self.local_hostname:
+            return self.local_hostname
+        # RFC 5321 4.1.3 / 4.1.4: without a host name, send an address literal of the
+        # local address. lwIP and the unix port have no getsockname.
+        try:
+            addr = self.sock.getsockname()[0]
+        except (AttributeError, OSError):
+            addr = self._host if _is_ip(self._host) else None
+            if addr is None:
+                try:
+                    import network
+
+                    addr = network.WLAN(network.STA_IF).ifconfig()[0]
+                except Exception:
+                    addr = "127.0.0.1"
+        if ":" in addr:
+            return "[IPv6:%s]" % addr
+        return "[%s]" % addr
+
+    def ehlo(self, name=""):
+        """Send EHLO; parse the extensions. Returns (code, msg)."""
+        self._need()
+        name = _check_text(name, "EHLO name") or self._local_name()
+        code, msg = self._cmd(b"EHLO", name)
+        self.ehlo_resp = msg
+        self.esmtp_features = {}
+        if code != 250:
+            return code, msg
+        self.does_esmtp = True
+        lines = msg.split(b"\n")
+        self.engine.set_capabilities(lines)
+        for line in lines[1:]:
+            word = line.split(None, 1)
+            if word:
+                key = word[0].decode().lower()
+                self.esmtp_features[key] = word[1].decode().strip() if len(word) > 1 else ""
+        return code, msg
+
+    def helo(self, name=""):
+        self._need()
+        name = _check_text(name, "HELO name") or self._local_name()
+        code, msg = self._cmd(b"HELO", name)
+        self.helo_resp = msg
+        return code, msg
+
+    def ehlo_or_helo_if_needed(self):
+        if self.helo_resp is None and self.ehlo_resp is None:
+            code, msg = self.ehlo()
+            # RFC 5321 4.1.4: a server that does not know EHLO answers 500/502; fall back.
+            if not 200 <= code < 300:
+                if code not in (500, 502):
+                    raise SMTPHeloError(code, msg)
+                code, msg = self.helo()
+                if code != 250:
+                    raise SMTPHeloError(code, msg)
+
+    def has_extn(self, opt):
+        return opt.lower() in self.esmtp_features
+
+    # ----- STARTTLS (RFC 3207)
+
+    def starttls(self, keyfile=None, certfile=None, *, context=None):
+        """Upgrade to TLS. Fails closed: bytes received after the 220 are an attack
+        (RFC 3207 6, CVE-2011-0411 style injection)."""
+        self.ehlo_or_helo_if_needed()
+        if not self.engine.caps & _STARTTLS:
+            raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
+        if self._tls:
+            raise SMTPProtocolError("TLS is already active")
+        deadline = _deadline(self.timeout)
+        e = self.engine
+        e.command(b"STARTTLS")
+        self._send_flight(deadline)
+        code = self._reply(deadline, keep=True)
+        msg = e.take_text()
+        if code != 220:
+            return code, msg
+        if e.rx_pos < e.rx_end or self._io.ready():
+            self.close()
+            raise SMTPProtocolError("server sent data after 220 to STARTTLS (injection)")
+        self._wrap(context, deadline)
+        self._io = _Transport(self.sock)
+        # RFC 3207 4.2: forget everything learnt before TLS and say EHLO again.
+        e.reset()
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self._tls = True
+        self.ehlo()
+        return code, msg
+
+    # ----- AUTH (RFC 4954)
+
+    def auth(self, mechanism, authobject, *, initial_response_ok=True):
+        """Run one SASL exchange: authobject(challenge) returns the response (str or
+        bytes); challenge is None for the initial response. Returns (code, msg)."""
+        self._need()
+        mechanism = mechanism.upper()
+        _check_text(mechanism, "mechanism")
+        deadline = _deadline(self.timeout)
+        e = self.engine
+        arg = None
+        if initial_response_ok:
+            ir = authobject(None)
+            if ir is not None:
+                arg = _b64(_b(ir)) if ir else b"="  # RFC 4954 4: "=" is an empty response
+        e.command(b"AUTH " + mechanism.encode(), arg)
+        self._send_flight(deadline)
+        for _ in range(_AUTH_ROUNDS):
+            code = self._reply(deadline, keep=True)
+            msg = e.take_text()
+            if code != 334:
+                if code in (235, 503):
+                    return code, msg
+                raise SMTPAuthenticationError(code, msg)
+            challenge = _unb64(msg)
+            resp = authobject(challenge)
+            e.put(_b64(_b(resp)) if resp else b"")
+            e.put(_CRLF)
+            e.pending += 1
+            self._send_flight(deadline)
+        # Too many rounds: cancel the exchange (RFC 4954 4: "*") and give up.
+        self.close()
+        raise SMTPAuthenticationError(535, b"too many AUTH challenges")
+
+    def login(
+        self,
+        user,
+        password,
+        *,
+        initial_response_ok=True,
+        mechanism=None,
+        allow_plaintext_auth=False,
+    ):
+        """Authenticate with the strongest mechanism the server offers (CRAM-MD5, PLAIN,
+        LOGIN), or with `mechanism` when given (tried even if not advertised). Credentials
+        are only sent over TLS unless `allow_plaintext_auth=True` (then anyone on the path
+        can read them)."""
+        return self._login(user, password, initial_response_ok, mechanism, allow_plaintext_auth)
+
+    def _login(self, user, password, initial_response_ok, mechanism, plaintext):
+        _check_text(user, "user")
+        _check_text(password, "password")
+        self.ehlo_or_helo_if_needed()
+        if not self._tls and not plaintext:
+            raise SMTPNotSupportedError(
+                "refusing to send credentials without TLS; use starttls() or SMTP_SSL"
+            )
+        if mechanism is None:
+            if not self.engine.caps & _AUTH:
+                raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+            for m in _MECHANISMS:
+                if m in self.engine.auth:
+                    mechanism = m
+                    break
+            else:
+                raise SMTPException("No suitable authentication method found.")
+        mechanism = mechanism.upper()
+        obj = _authobject(mechanism, user, password)
+        code, msg = self.auth(mechanism, obj, initial_response_ok=initial_response_ok)
+        if code == 503:  # RFC 4954 4: already authenticated
+            return code, msg
+        if code != 235:
+            raise SMTPAuthenticationError(code, msg)
+        return code, msg
+
+    # ----- mail transaction (RFC 5321 3.3)
+
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+        """Send one mail; return {refused address: (code, msg)}. Raises
+        SMTPRecipientsRefused only when every recipient was refused (smtplib semantics)."""
+        self._need()
+        to_addrs = _addr_list(to_addrs)
+        sender = _check_addr(from_addr, "from_addr")
+        rcpts = [_check_addr(a, "recipient") for a in to_addrs]
+        mopts = [_b(_check_text(o, "mail option")) for o in mail_options]
+        ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options]
+        body = _body(msg)
+        self.ehlo_or_helo_if_needed()
+        e = self.engine
+        if not (_ascii_bytes(sender) and all(_ascii_bytes(a) for a in rcpts)):
+            # RFC 6531 3.4: a non-ASCII address needs the server's SMTPUTF8.
+            if not e.caps & _SMTPUTF8:
+                raise SMTPNotSupportedError("non-ASCII address and no SMTPUTF8 at the server")
+            mopts.append(b"SMTPUTF8")
+        deadline = _deadline(self.timeout)
+        e.path_command(b"MAIL FROM:", sender, mopts)
+        self._send_flight(deadline)
+        code = self._reply(deadline)
+        if code != 250:
+            text = e.take_text()
+            self._rset_quietly()
+            raise SMTPSenderRefused(code, text, from_addr)
+        refused = {}
+        for addr, raw in zip(to_addrs, rcpts):
+            deadline = _deadline(self.timeout)
+            e.path_command(b"RCPT TO:", raw, ropts)
+            self._send_flight(deadline)
+            code = self._reply(deadline)
+            if code != 250 and code != 251:
+                refused[addr] = (code, e.take_text())
+                if code == 421:  # the server closed: nobody gets this mail (smtplib too)
+                    for other in to_addrs:
+                        refused.setdefault(other, (code, refused[addr][1]))
+                    raise SMTPRecipientsRefused(refused)
+        if len(refused) == len(rcpts):
+            self._rset_quietly()
+            raise SMTPRecipientsRefused(refused)
+        deadline = _deadline(self.timeout)
+        e.command(b"DATA")
+        self._send_flight(deadline)
+        code = self._reply(deadline)
+        if code != 354:
+            text = e.take_text()
+            self._rset_quietly()
+            raise SMTPDataError(code, text)
+        self._send_body(body)
+        # RFC 5321 4.5.3.2.6: the reply to the end of data may take longest (the server
+        # checks the message now); allow twice the command timeout.
+        deadline = _deadline(self.timeout * 2)
+        code = self._reply(deadline)
+        if code != 250:
+            text = e.take_text()
+            self._rset_quietly()
+            raise SMTPDataError(code, text)
+        return refused
+
+    def send_message(self, *args, **kwargs):
+        raise SMTPNotSupportedError("send_message needs the email package; use sendmail")
+
+    def _send_body(self, body):
+        """Stream the body through tx; the last piece and the terminator go out in one
+        write. If the source fails, the connection is dropped without the terminator, so
+        a truncated mail is never delivered."""
+        e = self.engine
+        e.body_start()
+        deadline = _deadline(self.timeout)
+        try:
+            if hasattr(body, "readinto"):
+                chunk = self.pool.chunk
+                while True:
+                    n = body.readinto(chunk)
+                    if not n:
+                        break
+                    deadline = self._region(chunk, n, deadline)
+            elif isinstance(body, (bytes, bytearray)):
+                self._region(body, len(body), deadline)
+            else:
+                for piece in body:
+                    if isinstance(piece, memoryview):
+                        piece = bytes(piece)
+                    if not isinstance(piece, (bytes, bytearray)):
+                        raise TypeError("message chunks must be bytes")
+                    deadline = self._region(piece, len(piece), deadline)
+        except BaseException:
+            self.close()
+            raise
+        e.finish()
+        self._flush(deadline)
+
+    def _region(self, src, j, deadline):
+        """Send src[0:j]. A clean region larger than tx goes out straight from src (no
+        copy); its last bytes are copied so the terminator can share their write."""
+        e = self.engine
+        i = 0
+        if j > len(e.tx) and e.clean(src, 0, j):
+            self._flush(deadline)
+            self._write(src, 0, j - 32, deadline)
+            e.passed(src, j - 32)
+            i = j - 32
+            deadline = _deadline(self.timeout)
+        while i < j:
+            i = e.encode(src, i, j)
+            if i < j:
+                self._flush(deadline)
+                deadline = _deadline(self.timeout)
+        return deadline
+
+    def _rset_quietly(self):
+        # RFC 5321 4.1.1.5: RSET aborts the transaction so the session can be reused.
+        if self._io is None:
+            return
+        try:
+            self._cmd(b"RSET", keep=False)
+        except SMTPException:
+            pass
+
+    def noop(self):
+        self._need()
+        return self._cmd(b"NOOP")
+
+    def rset(self):
+        self._need()
+        return self._cmd(b"RSET")
+
+    def quit(self):
+        """Send QUIT and close, whatever the server answers."""
+        try:
+            self._need()
+            return self._cmd(b"QUIT")
+        finally:
+            self.close()
+
+
+def _ascii_bytes(data):
+    for c in data:
+        if c >= 128:
+            return False
+    return True
+
+
+def _ascii(text):
+    data = text.encode()
+    if len(data) != len(text):
+        raise ValueError("a str message must be ASCII; encode it to bytes yourself")
+    return data
+
+
+def _body(msg):
+    """Check the message type before anything is sent."""
+    if isinstance(msg, str):
+        return _ascii(msg)
+    if isinstance(msg, memoryview):
+        return bytes(msg)  # memoryview has no find/count
+    if isinstance(msg, (bytes, bytearray)) or hasattr(msg, "readinto"):
+        return msg
+    try:
+        return iter(msg)
+    except TypeError:
+        raise TypeError("msg must be bytes, str, a file or an iterable of bytes")
+
+
+def _authobject(mechanism, user, password):
+    if mechanism == "PLAIN":
+        return lambda challenge: Engine.auth_plain(user, password)
+    if mechanism == "LOGIN":
+        # The LOGIN draft: the server asks "Username:" then "Password:"; no initial response.
+        state = [0]
+
+        def login(challenge):
+            if challenge is None:
+                return None
+            state[0] += 1
+            return _b(user) if state[0] == 1 else _b(password)
+
+        return login
+    if mechanism == "CRAM-MD5":
+        return lambda challenge: (
+            None if challenge is None else Engine.auth_cram_md5(user, password, challenge)
+        )
+    if mechanism == "XOAUTH2":
+        sent = [False]
+
+        def xoauth2(challenge):
+            if challenge is None or not sent[0]:
+                sent[0] = True
+                return Engine.auth_xoauth2(user, password)
+            # An error challenge (JSON): RFC 7628 3.2.3 style, answer empty to get the 535.
+            return b""
+
+        return xoauth2
+    raise SMTPNotSupportedError("unknown AUTH mechanism %s" % mechanism)
+
+
+class SMTP_SSL(SMTP):
+    """SMTP over implicit TLS (RFC 8314 3.3, port 465)."""
+
+    default_port = SMTP_SSL_PORT
+
+    def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None, *, context=None, bufsize=512, pool=None):
+        self.context = context
+        super().__init__(host, port, local_hostname, timeout, source_address, bufsize=bufsize, pool=pool)
+
+    def _after_connect(self, deadline):
+        self._wrap(self.context, deadline)
+
+
+# --------------------------------------------------------------------------- per-mail Client
+
+
+class SendResult:
+    """What happened to one mail: `refused` maps each refused recipient to (code, msg)."""
+
+    def __init__(self, refused):
+        self.refused = refused
+
+    @property
+    def ok(self):
+        return not self.refused
+
+    def __repr__(self):
+        return "SendResult(refused=%r)" % (self.refused,)
+
+
+_TLS_MODES = ("starttls", "implicit", "none")
+_AUTH_MODES = ("auto", "plain", "login", "cram-md5", "xoauth2", "none")
+
+
+class Client:
+    """A mail client shaped like NetX Duo's: configure once, then `send()` opens a fresh
+    connection per mail, sends, quits, and always returns to its initial state."""
+
+    def __init__(
+        self,
+        host,
+        port=None,
+        *,
+        username=None,
+        password=None,
+        from_addr=None,
+        auth="auto",
+        tls="starttls",
+        context=None,
+        local_hostname=None,
+        timeout=30,
+        bufsize=512,
+        pool=None,
+        allow_plaintext_auth=False,
+    ):
+        if tls not in _TLS_MODES:
+            raise ValueError("tls must be one of %s" % (_TLS_MODES,))
+        if auth not in _AUTH_MODES:
+            raise ValueError("auth must be one of %s" % (_AUTH_MODES,))
+        if auth not in ("auto", "none") and (username is None or password is None):
+            raise ValueError("auth=%r needs username and password" % auth)
+        if (username is None) != (password is None):
+            raise ValueError("give both username and password, or neither")
+        if username is not None:
+            _check_text(username, "username")
+            _check_text(password, "password")
+        if from_addr is not None:
+            _check_addr(from_addr, "from_addr")
+        if local_hostname is not None:
+            _check_text(local_hostname, "local_hostname")
+        _check_text(host, "host")
+        self.host = host
+        if port is None:
+            port = {"starttls": SUBMISSION_PORT, "implicit": SMTP_SSL_PORT, "none": SMTP_PORT}[tls]
+        self.port = port
+        self.username = username
+        self.password = password
+        self.from_addr = from_addr
+        self.auth = auth
+        self.tls = tls
+        self.context = context
+        self.local_hostname = local_hostname
+        self.timeout = timeout
+        self.allow_plaintext_auth = allow_plaintext_auth
+        self.pool = pool if pool is not None else Pool(bufsize)
+
+    def _prepare(self, s):
+        """Connect, say EHLO, secure and authenticate as configured."""
+        code, msg = s.connect(self.host, self.port)
+        if code != 220:
+            raise SMTPConnectError(code, msg)
+        s.ehlo_or_helo_if_needed()
+        if self.tls == "starttls":
+            # RFC 3207 4: STARTTLS is required here; if it is not offered, stop before
+            # anything secret or private is sent (defeats STARTTLS stripping).
+            if not s.has_extn("starttls"):
+                raise SMTPNotSupportedError("server does not offer STARTTLS (tls='starttls')")
+            code, msg = s.starttls(context=self.context)
+            if code != 220:
+                raise SMTPResponseException(code, msg)
+        if self.username is None or self.auth == "none":
+            return
+        if self.auth == "auto":
+            if not s.engine.caps & _AUTH:
+                return  # NetX Duo: with "auto" and no AUTH advertised, send without it
+            mechanism = None
+        else:
+            # NetX Duo: an EHLO that lists no AUTH does not prove there is none; a
+            # mechanism the caller asked for is tried anyway.
+            mechanism = self.auth.upper()
+        s.login(
+            self.username,
+            self.password,
+            mechanism=mechanism,
+            allow_plaintext_auth=self.allow_plaintext_auth,
+        )
+
+    def send(self, to_addrs, msg, *, from_addr=None):
+        """Send one mail over a fresh connection; return a SendResult. Raises the
+        classified exception on failure. A mail the server accepted is reported as sent
+        even if QUIT fails afterwards. The connection is closed whatever happens."""
+        from_addr = from_addr if from_addr is not None else self.from_addr
+        if from_addr is None:
+            raise ValueError("no from_addr")
+        _check_addr(from_addr, "from_addr")
+        for a in _addr_list(to_addrs):
+            _check_addr(a, "recipient")
+        _body(msg)
+        if self.tls == "implicit":
+            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout, context=self.context, pool=self.pool)
+        else:
+            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool)
+        try:
+            self._prepare(s)
+            refused = s.sendmail(from_addr, to_addrs, msg)
+            try:
+                s.quit()
+            except (SMTPException, OSError):
+                pass  # the mail was accepted (250 after end of data): that is what counts
+            return SendResult(refused)
+        finally:
+            s.close()

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures for the smtp_client tests. pyproject.toml puts tests/ and tools/ on sys.path.
+
+Helpers (import them: `from harness import run, run_ok, free_port, MICROPYTHON, ROOT, LIB`):
+    run(source, *, runtime="micropython", heapsize=None, timeout=60, args=()) -> CompletedProcess
+    run_ok(source, **same) -> stdout (asserts exit 0)
+    free_port(host="127.0.0.1") -> int
+Fixtures:
+    runtime      "micropython" and "cpython" (the test runs once per runtime)
+    certs        session-wide test certificates: {"ca.pem": Path, "ca.der": ..., "dir": ...}
+    mailserver   factory: mailserver(tls=..., auth=..., ...) -> started MailServer, stopped at
+                 teardown (certdir defaults to the session's certs)
+"""
+
+import pytest
+
+from certs import make_certs
+from harness import LIB, MICROPYTHON, ROOT, RUNTIMES, free_port, run, run_ok  # noqa: F401
+from mailserver import MailServer
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request):
+    """The runtime for run()/run_ok(): each test using it runs under both."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """Test CA and server certificates (see tools/certs.py), generated once per session."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def mailserver(certs):
+    """Factory for real SMTP servers: `srv = mailserver(tls="starttls", auth={"u": "p"})`.
+
+    Takes MailServer's keyword arguments; returns it started (srv.host, srv.port,
+    srv.messages, srv.auth_log, srv.certs). Every server is stopped at teardown.
+    """
+    servers = []
+
+    def start(**kw):
+        kw.setdefault("certdir", certs["dir"])
+        srv = MailServer(**kw).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
