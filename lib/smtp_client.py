@@ -48,6 +48,7 @@ _CAP_NAMES = (
 # only used when asked for, because its "password" is a token.
 _MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
 _AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile server finite
+_REPLY_LINES = const(64)  # lines of reply text kept (EHLO, errors): real servers send < 20
 
 SMTP_PORT = const(25)
 SUBMISSION_PORT = const(587)
@@ -154,7 +155,8 @@ def _enhanced(code, msg):
     end = msg.find(b" ")
     word = msg[: end if end >= 0 else len(msg)]
     parts = word.split(b".")
-    if len(parts) != 3 or word[0] - 48 != code // 100:
+    # RFC 3463 2: class = "2" / "4" / "5", one digit ("55.1.1" is no status code).
+    if len(parts) != 3 or len(parts[0]) != 1 or word[0] - 48 != code // 100:
         return None
     for part in parts:
         if not 1 <= len(part) <= 3 or not part.isdigit():
@@ -281,6 +283,10 @@ class Engine:
                 raise SMTPProtocolError("unsolicited reply")
             self.code = code
             if self.keep or code >= 400:
+                # RFC 5321 4.2 sets no line count: bound the kept text, so an endless
+                # multi-line reply is a protocol error, not a MemoryError on a device.
+                if len(self.text) >= _REPLY_LINES:
+                    raise SMTPProtocolError("reply longer than %d lines" % _REPLY_LINES)
                 self.text.append(bytes(rx[p + 4 : e]) if e > p + 4 else b"")
             p = lf + 1
             if sep == _DASH:
@@ -288,10 +294,9 @@ class Engine:
             self.rx_pos = p
             self.code = 0
             self.pending -= 1
-            if self.pending == 0 and p < end:
-                # RFC 5321 4.2 / RFC 2920 3.2: one reply per command; bytes beyond the last
-                # expected reply mean the server and we disagree about the conversation.
-                raise SMTPProtocolError("unsolicited data after reply")
+            # Bytes beyond the last expected reply stay in rx: the driver rejects them before
+            # its next command (RFC 5321 4.2: one reply per command), so a reply that was
+            # complete, such as the 250 that accepted a mail, still counts.
             return code
 
     def take_text(self):
@@ -536,6 +541,10 @@ if _MPY:
     def _deadline(seconds):
         return time.ticks_add(time.ticks_ms(), int(seconds * 1000))
 
+    def _after(ms):
+        # For loops: a float timeout's seconds * 1000 allocates a float on every call.
+        return time.ticks_add(time.ticks_ms(), ms)
+
 else:
 
     def _now():
@@ -546,6 +555,9 @@ else:
 
     def _deadline(seconds):
         return int(time.monotonic() * 1000) + int(seconds * 1000)
+
+    def _after(ms):
+        return int(time.monotonic() * 1000) + ms
 
 
 class _MpyTransport:
@@ -603,6 +615,8 @@ class _MpyTransport:
 class _CpyTransport:
     """CPython: blocking socket with a timeout per call, recv_into and sendall."""
 
+    early = b""  # a byte ready() had to read ahead on a TLS socket
+
     def __init__(self, sock):
         self.sock = sock
 
@@ -613,6 +627,10 @@ class _CpyTransport:
         self.sock.settimeout(ms / 1000)
 
     def readinto(self, buf, deadline):
+        if self.early:
+            buf[0] = self.early[0]
+            self.early = b""
+            return 1
         self._timeout(deadline)
         try:
             return self.sock.recv_into(buf)
@@ -622,10 +640,27 @@ class _CpyTransport:
     def ready(self):
         import select
 
-        pending = getattr(self.sock, "pending", None)
-        if pending and pending():
+        sock = self.sock
+        pending = getattr(sock, "pending", None)
+        if self.early or (pending and pending()):
             return True
-        return bool(select.select([self.sock], [], [], 0)[0])
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        if pending is None:
+            return True
+        # RFC 8446 4.6.1: a TLS 1.3 server sends NewSessionTicket after the handshake; it
+        # makes the socket readable but carries no data. Read without waiting to tell the
+        # two apart, and keep a real byte for readinto.
+        import ssl
+
+        sock.settimeout(0)
+        try:
+            self.early = sock.recv(1)
+        except ssl.SSLWantReadError:
+            return False  # only TLS records without data
+        except OSError:
+            return True  # reset or broken: the read that follows reports it
+        return True
 
     def write(self, buf, off, n, deadline):
         self._timeout(deadline)
@@ -774,8 +809,10 @@ class SMTP:
         greeting, 554 (no service) and 421 are refusals."""
         if source_address is not None:
             self.source_address = source_address
-        if self._io is not None:
-            self.close()
+        # Always: close() also forgets the last session's EHLO/HELO state, which ehlo() may
+        # have stored after a 421 had already closed the socket. RFC 5321 4.1.4: every new
+        # session starts with EHLO (or HELO).
+        self.close()
         if not port:
             if host.startswith("[") and "]:" in host:
                 host, _, port = host[1:].partition("]:")
@@ -960,12 +997,17 @@ class SMTP:
             return code, msg
         self.does_esmtp = True
         lines = msg.split(b"\n")
-        self.engine.set_capabilities(lines)
-        for line in lines[1:]:
-            word = line.split(None, 1)
-            if word:
-                key = word[0].decode().lower()
-                self.esmtp_features[key] = word[1].decode().strip() if len(word) > 1 else ""
+        try:
+            self.engine.set_capabilities(lines)
+            for line in lines[1:]:
+                word = line.split(None, 1)
+                if word:
+                    key = word[0].decode().lower()
+                    self.esmtp_features[key] = word[1].decode().strip() if len(word) > 1 else ""
+        except UnicodeError:
+            # RFC 5321 4.1.1.1: EHLO keywords and parameters are printable ASCII.
+            self.close()
+            raise SMTPProtocolError("EHLO reply is not ASCII")
         return code, msg
 
     def helo(self, name=""):
@@ -1045,7 +1087,13 @@ class SMTP:
                 if code in (235, 503):
                     return code, msg
                 raise SMTPAuthenticationError(code, msg)
-            challenge = _unb64(msg)
+            try:
+                challenge = _unb64(msg)
+            except SMTPProtocolError:
+                # RFC 4954 4: the server now waits for a response line we cannot compute;
+                # the session is out of step, so close it like any other protocol error.
+                self.close()
+                raise
             resp = authobject(challenge)
             e.put(_b64(_b(resp)) if resp else b"")
             e.put(_CRLF)
@@ -1166,7 +1214,8 @@ class SMTP:
         a truncated mail is never delivered."""
         e = self.engine
         e.body_start()
-        deadline = _deadline(self.timeout)
+        ms = int(self.timeout * 1000)  # once: the loop re-arms the deadline after every write
+        deadline = _after(ms)
         try:
             if hasattr(body, "readinto"):
                 chunk = self.pool.chunk
@@ -1174,38 +1223,44 @@ class SMTP:
                     n = body.readinto(chunk)
                     if not n:
                         break
-                    deadline = self._region(chunk, n, deadline)
+                    deadline = self._region(chunk, n, deadline, ms)
             elif isinstance(body, (bytes, bytearray)):
-                self._region(body, len(body), deadline)
+                deadline = self._region(body, len(body), deadline, ms)
             else:
                 for piece in body:
                     if isinstance(piece, memoryview):
                         piece = bytes(piece)
                     if not isinstance(piece, (bytes, bytearray)):
                         raise TypeError("message chunks must be bytes")
-                    deadline = self._region(piece, len(piece), deadline)
+                    deadline = self._region(piece, len(piece), deadline, ms)
         except BaseException:
             self.close()
             raise
         e.finish()
         self._flush(deadline)
 
-    def _region(self, src, j, deadline):
-        """Send src[0:j]. A clean region larger than tx goes out straight from src (no
-        copy); its last bytes are copied so the terminator can share their write."""
+    def _region(self, src, j, deadline, ms):
+        """Send src[0:j]; return the deadline for the next write (ms after the last one).
+        A clean region larger than tx goes out straight from src (no copy); its last bytes
+        are copied so the terminator can share their write."""
         e = self.engine
         i = 0
         if j > len(e.tx) and e.clean(src, 0, j):
+            k = j - 32
+            if src[k - 1] == _CR:
+                # Never cut between CR and LF: the encoder would see a bare LF and send a
+                # second CRLF after the raw CR (RFC 5321 2.3.8: no bare CR on the wire).
+                k -= 1
             self._flush(deadline)
-            self._write(src, 0, j - 32, deadline)
-            e.passed(src, j - 32)
-            i = j - 32
-            deadline = _deadline(self.timeout)
+            self._write(src, 0, k, deadline)
+            e.passed(src, k)
+            i = k
+            deadline = _after(ms)
         while i < j:
             i = e.encode(src, i, j)
             if i < j:
                 self._flush(deadline)
-                deadline = _deadline(self.timeout)
+                deadline = _after(ms)
         return deadline
 
     def _rset_quietly(self):
@@ -1436,3 +1491,37 @@ class Client:
             return SendResult(refused)
         finally:
             s.close()
+
+    def send_mail(self, to_addrs, subject, body, *, priority=None, attachments=(), html=None,
+                  from_addr=None, cc=(), bcc=(), reply_to=None, inline=(), headers=(),
+                  date=None, eightbit=None):
+        """NetX Duo's nx_smtp_mail_send(recipient, priority, subject, body): compose a mail
+        with smtp_message (imported here, so send() works without that module) and send it
+        over one fresh connection, composed while it is sent. Returns a SendResult.
+        Arguments are smtp_message.Message's; they are checked before connecting."""
+        import smtp_message
+
+        if from_addr is None:
+            from_addr = self.from_addr
+        if from_addr is None:
+            raise ValueError("no from_addr")
+        msg = smtp_message.Message(
+            from_addr, to_addrs, subject, body, cc=cc, bcc=bcc, reply_to=reply_to, html=html,
+            attachments=attachments, inline=inline, priority=priority, headers=headers,
+            date=date, eightbit=eightbit,
+        )
+        if self.tls == "implicit":
+            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout, context=self.context, pool=self.pool)
+        else:
+            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool)
+        try:
+            self._prepare(s)
+            refused = msg.send(s)  # 8bit and BODY=8BITMIME when the EHLO offers 8BITMIME
+            try:
+                s.quit()
+            except (SMTPException, OSError):
+                pass  # the mail was accepted (250 after end of data): that is what counts
+            return SendResult(refused)
+        finally:
+            s.close()
+            msg.close()

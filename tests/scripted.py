@@ -199,6 +199,12 @@ class _Conn:
                 raise _Fail(f"expected {args[0]!r}..., got {line!r}")
         elif op == "expect_data":
             # An empty body ends right after DATA's own CRLF: the terminator is then just ".\r\n".
+            # Read until the first 3 bytes decide (they may not have arrived yet).
+            try:
+                while len(self.buf) < 3 and b".\r\n".startswith(bytes(self.buf)):
+                    self._read_more()
+            except socket.timeout:
+                raise _Fail(f"timeout waiting for data; got {bytes(self.buf)!r}") from None
             if self.buf[:3] == b".\r\n":
                 blob = self._take(3)
             else:
@@ -214,7 +220,10 @@ class _Conn:
         elif op == "starttls":
             if self.buf:  # RFC 3207: nothing may follow STARTTLS before the handshake
                 raise _Fail(f"client sent {bytes(self.buf)!r} before the TLS handshake")
-            self.sock = args[0].wrap_socket(self.sock, server_side=True)
+            # wrap_socket detaches the plain socket even when the handshake fails (the client
+            # rejects the certificate): don't keep the dead object (poll_closed would EBADF).
+            plain, self.sock = self.sock, None
+            self.sock = args[0].wrap_socket(plain, server_side=True)
         elif op == "sleep":
             time.sleep(args[0])
         elif op in ("close", "reset"):

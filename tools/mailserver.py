@@ -87,6 +87,22 @@ class _Handler:
             responses[-1]
         ]
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # aiosmtpd's default, plus a log: lets a test prove that no MAIL reached the server.
+        self.owner.mail_log.append(address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # aiosmtpd's default, unless the address is in refuse_rcpt (then its reply is sent).
+        refusal = self.owner.refuse_rcpt.get(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         mail = Mail(
             mail_from=envelope.mail_from,
@@ -159,13 +175,31 @@ class _Controller(Controller):
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
+    def factory(self):
+        # One bytearray per connection gets every byte the SMTP protocol receives (after TLS):
+        # a test can check what went over the wire, not only what was delivered. asyncio
+        # calls data_received for all data before connection_lost.
+        proto = super().factory()
+        wire = bytearray()
+        self.handler.owner.wire.append(wire)
+        receive = proto.data_received
+
+        def data_received(data):
+            wire.extend(data)
+            receive(data)
+
+        proto.data_received = data_received
+        return proto
+
 
 class MailServer:
     """A real SMTP server (aiosmtpd) on a thread. Use start()/stop() or `with`.
 
     Attributes after start(): host, port, certs (dict from tools.certs, None without TLS),
     messages (list of Mail), auth_log (list of (mechanism, user, ok)), ehlo_log (list of
-    (ehlo name, tls active)).
+    (ehlo name, tls active)), mail_log (the address of every MAIL command that got past
+    aiosmtpd's own checks), wire (per connection, a bytearray of everything the server
+    received, decrypted; the start-up check's connection comes first).
 
     auth_require_tls: like a real submission server, hide AUTH from EHLO and refuse it until
         the session is encrypted: 530 with tls="starttls" (which also refuses MAIL before
@@ -175,12 +209,15 @@ class MailServer:
     advertise_auth=False: AUTH is left out of EHLO but still accepted.
     ehlo_hide: more EHLO keywords to leave out (e.g. {"SIZE", "8BITMIME"}).
     on_message: called with each Mail (in the server thread).
+    refuse_rcpt: recipients to refuse at RCPT: {address: reply line} (e.g. "450 4.2.1 Busy"),
+        or a sequence of addresses, each refused with "550 5.1.1 No such user".
     smtp_kwargs: passed to aiosmtpd.smtp.SMTP (data_size_limit, enable_SMTPUTF8, timeout, ...).
     """
 
     def __init__(self, *, tls="none", auth=None, auth_require_tls=True, certdir=None,
                  cert="server", host="127.0.0.1", port=0, mechanisms=None,
-                 advertise_auth=True, ehlo_hide=(), on_message=None, **smtp_kwargs):
+                 advertise_auth=True, ehlo_hide=(), on_message=None, refuse_rcpt=(),
+                 **smtp_kwargs):
         if tls not in ("none", "starttls", "implicit"):
             raise ValueError(f"tls must be none, starttls or implicit, not {tls!r}")
         self.tls = tls
@@ -190,6 +227,11 @@ class MailServer:
         self.messages = []
         self.auth_log = []
         self.ehlo_log = []
+        self.mail_log = []
+        self.wire = []
+        if not isinstance(refuse_rcpt, dict):
+            refuse_rcpt = dict.fromkeys(refuse_rcpt, "550 5.1.1 No such user")
+        self.refuse_rcpt = refuse_rcpt
         self.on_message = on_message
         self._running = False
         self.ehlo_hide = {k.upper() for k in ehlo_hide}

@@ -1,0 +1,951 @@
+# SPDX-License-Identifier: MIT
+"""smtp_message: RFC 5322 / MIME mail composed on the fly, for smtp_client.
+
+A `Message` is what `SMTP.sendmail()` and `Client.send()` take as `msg`: an object with
+`readinto(buf)`. Each call writes the next piece of the mail into `buf` (the core passes its
+preallocated `pool.chunk`) and returns how many bytes it wrote; 0 means the end. Nothing is
+joined: headers are rendered once per mail (a few hundred bytes), bodies and attachments are
+encoded straight from your bytes, str or file (anything with `readinto`) into `buf`.
+
+    import smtp_message
+    msg = smtp_message.Message("cam@example.com", ["me@example.com"], "Motion", "See photo.",
+                               html='<img src="cid:snap@cam">',
+                               inline=[("snap@cam", "snap.jpg", jpeg_bytes)],
+                               attachments=["/log.txt"])
+    with smtp_client.SMTP(host, 587) as s:
+        s.starttls(context=ctx)
+        s.login(user, password)
+        refused = msg.send(s)        # BODY=8BITMIME when the server offers it and it helps
+
+or, in one call over a fresh connection: `client.send_mail(to, subject, body, ...)`.
+
+What comes out (RFC 5322, RFC 2045-2047, RFC 2231, RFC 2387):
+- Date (RFC 5322 3.3, UTC, from the RTC or `date=`), Message-ID (random, at the sender's
+  domain), From, To, Cc (Bcc only in the envelope), Reply-To, Subject (RFC 2047 encoded-words
+  when not plain ASCII), X-Priority + Importance, your own headers (checked), MIME-Version.
+- text/plain (and text/html) in UTF-8: 7bit when ASCII, 8bit when the server offers
+  8BITMIME, quoted-printable otherwise (and always for a body read from a file, whose line
+  lengths are not known in advance).
+- multipart/alternative for an HTML version, multipart/related for inline images
+  (Content-ID), multipart/mixed for attachments, in base64 with 76-character lines; file
+  names in RFC 2231 form when not short ASCII.
+- Header lines are folded at 78 characters; no line of the mail exceeds 998.
+
+The buffer contract: the mail is written into the caller's `buf` and only there, so the
+caller must use those bytes before the next `readinto` call (the core sends them first).
+The encoders allocate nothing: base64 and quoted-printable are table-driven byte loops, and
+a file is read with `readinto` into the end of that same `buf` and encoded in place to its
+start (base64 turns 57 bytes into 78, so the reading stays ahead of the writing). A mail
+with a 1 MB attachment needs no more heap than the same mail without it.
+"""
+
+from micropython import const
+import sys
+
+__version__ = "0.1.0"
+
+_MPY = sys.implementation.name == "micropython"
+
+_CR = const(13)
+_LF = const(10)
+_EQ = const(61)
+_SP = const(32)
+_TAB = const(9)
+_LINE = const(78)  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
+_MAX_LINE = const(998)  # RFC 5322 2.1.1: lines MUST be at most 998 characters
+_EW = const(75)  # RFC 2047 2: an encoded-word is at most 75 characters
+_B64_RAW = const(57)  # RFC 2045 6.8: 76 base64 characters per line encode 57 bytes
+_MIN_BUF = const(80)  # readinto needs room for one base64 line and CRLF
+_MIN_YEAR = const(2025)  # an RTC before this year was never set
+_B64 = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_HEX = const(b"0123456789ABCDEF")
+
+# NetX Duo's NX_SMTP_MAIL_PRIORITY_* values; "low", "normal", "high" work too.
+PRIORITY_LOW = const(1)
+PRIORITY_NORMAL = const(2)
+PRIORITY_HIGH = const(4)
+
+# Text part transfer encodings.
+_7BIT = const(0)
+_8BIT = const(1)
+_QP = const(2)
+
+_DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_SAKAMOTO = (0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4)
+
+# Headers the composer writes itself; a user header may not repeat them.
+_OWN = ("date", "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "message-id",
+        "mime-version", "x-priority", "importance")
+
+_TYPES = (
+    ("txt", b"text/plain"), ("log", b"text/plain"), ("csv", b"text/csv"), ("htm", b"text/html"),
+    ("html", b"text/html"), ("json", b"application/json"), ("xml", b"application/xml"),
+    ("pdf", b"application/pdf"), ("zip", b"application/zip"), ("gz", b"application/gzip"),
+    ("jpg", b"image/jpeg"), ("jpeg", b"image/jpeg"), ("png", b"image/png"), ("gif", b"image/gif"),
+    ("bmp", b"image/bmp"), ("wav", b"audio/wav"),
+)
+
+# RFC 5322 3.2.3 atext, besides letters and digits (a display name made of these is sent as is).
+_ATEXT = "!#$%&'*+-/=?^_`{|}~ "
+# RFC 2231 7 / RFC 2045 5.1 attribute-char, besides letters and digits (not percent-encoded).
+_ATTR = "!#$&+-.^_`|~"
+
+
+# ------------------------------------------------------------------------ copy and checks
+
+
+def _copy(dst, d, src, s, n):
+    # dst[d:d+n] = src[s:s+n]. Assigning a whole object does not allocate; on MicroPython a
+    # slice of src would, so a part of it is copied byte by byte.
+    if s == 0 and n == len(src):
+        dst[d : d + n] = src
+    elif _MPY:
+        for k in range(n):
+            dst[d + k] = src[s + k]
+    else:
+        dst[d : d + n] = src[s : s + n]
+
+
+def _printable(text):
+    # Printable ASCII and space only: anything else is encoded.
+    for ch in text:
+        if not " " <= ch <= "~":
+            return False
+    return True
+
+
+def _check(value, what):
+    # RFC 5322 2.2: a CR or LF in a header value would end the header and let a caller's
+    # data add headers or a body (header injection); NUL is not allowed in mail at all.
+    if not isinstance(value, str):
+        raise TypeError("%s must be str" % what)
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError("CR, LF or NUL in %s" % what)
+    return value
+
+
+def _check_addr(addr, what):
+    _check(addr, what)
+    if "@" not in addr:
+        raise ValueError("%s is not an address: %r" % (what, addr))
+    for ch in addr:
+        if ch in "<>,; \t":
+            raise ValueError("%s contains %r: %r" % (what, ch, addr))
+    return addr
+
+
+def _mailbox(entry, what):
+    # "addr@example.com" or ("Display Name", "addr@example.com").
+    if isinstance(entry, str):
+        return None, _check_addr(entry, what)
+    if isinstance(entry, (tuple, list)) and len(entry) == 2:
+        name = entry[0]
+        if name is not None:
+            _check(name, what + " name")
+        return name or None, _check_addr(entry[1], what)
+    raise TypeError("%s must be an address or a (name, address) pair" % what)
+
+
+def _mailboxes(entries, what):
+    if entries is None:
+        return []
+    if isinstance(entries, str) or (
+        isinstance(entries, tuple) and len(entries) == 2 and isinstance(entries[1], str)
+        and (entries[0] is None or isinstance(entries[0], str) and "@" not in entries[0])
+    ):
+        entries = [entries]  # one address, or one (name, address) pair
+    return [_mailbox(e, what) for e in entries]
+
+
+# ------------------------------------------------------------------------------ headers
+
+
+def _b64text(data):
+    import binascii
+
+    return binascii.b2a_base64(data)[:-1].decode()
+
+
+def _encoded_words(data, first, rest=_EW):
+    """RFC 2047 "B" encoded-words for the UTF-8 bytes `data`: the first at most `first`
+    characters long, the others at most `rest`. A word never splits a UTF-8 character."""
+    out = []
+    limit = first if first >= 20 else rest  # too little room: the folder starts a new line
+    i = 0
+    n = len(data)
+    while i < n:
+        j = i + (limit - 12) // 4 * 3  # =?utf-8?B? and ?= are 12 characters
+        if j >= n:
+            j = n
+        else:
+            while data[j] & 0xC0 == 0x80:  # a continuation byte: back up to a character start
+                j -= 1
+        out.append("=?utf-8?B?" + _b64text(data[i:j]) + "?=")
+        i = j
+        limit = rest
+    return out or ["=?utf-8?B??="]
+
+
+def _text_tokens(value, first):
+    """Words of an unstructured header value (RFC 5322 3.2.5), for _fold. Printable ASCII is
+    sent as is and folded at its spaces; anything else as encoded-words (RFC 2047 5.1)."""
+    if _printable(value) and "=?" not in value:
+        words = value.split(" ")
+        if max(len(w) for w in words) < _MAX_LINE - 80:
+            return words
+    return _encoded_words(value.encode(), first)
+
+
+def _phrase_tokens(name, first):
+    """A display name (RFC 5322 3.2.5 phrase): atoms, one quoted-string, or encoded-words."""
+    if _printable(name) and "=?" not in name and len(name) < _MAX_LINE - 80:
+        for ch in name:
+            if not (ch.isalpha() or ch.isdigit() or ch in _ATEXT):
+                return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+        return name.split()
+    return _encoded_words(name.encode(), first)
+
+
+def _address_tokens(mailboxes, first):
+    tokens = []
+    for k, (name, addr) in enumerate(mailboxes):
+        if name:
+            tokens.extend(_phrase_tokens(name, first if k == 0 else _EW))
+            tokens.append("<" + addr + ">")
+        else:
+            tokens.append(addr)
+        if k < len(mailboxes) - 1:
+            tokens[-1] += ","
+    return tokens
+
+
+def _fold(name, tokens):
+    """One header field, folded (RFC 5322 2.2.3): the words joined by single spaces, a CRLF
+    inserted before a space where the line would pass 78 characters. Unfolding gives the
+    value back exactly. No line may pass 998."""
+    line = name + ":"
+    out = []
+    for tok in tokens:
+        if tok and len(line) + 1 + len(tok) > _LINE:
+            out.append(line)
+            line = " " + tok
+        else:
+            line += " " + tok
+        if len(line) > _MAX_LINE:
+            raise ValueError("%s: a word too long for one line" % name)
+    out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
+def _check_name(name):
+    # RFC 5322 3.6.8: field-name = 1*ftext, printable ASCII except ":".
+    _check(name, "header name")
+    if not name:
+        raise ValueError("empty header name")
+    for ch in name:
+        if not "!" <= ch <= "~" or ch == ":":
+            raise ValueError("invalid header name %r" % name)
+    low = name.lower()
+    if low in _OWN or low.startswith("content-"):
+        raise ValueError("header %r is written by the composer" % name)
+    return name
+
+
+def format_date(t):
+    """RFC 5322 3.3 date-time for the UTC time tuple t = (year, month, mday, hour, minute,
+    second, ...), e.g. "Mon, 23 Nov 2026 04:16:13 +0000". The weekday is computed (time
+    tuples of different ports disagree on where it is and where it starts)."""
+    y, mo, d, h, mi, s = t[0], t[1], t[2], t[3], t[4], t[5]
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= h < 24 and 0 <= mi < 60 and 0 <= s <= 60):
+        raise ValueError("invalid date %r" % (t,))
+    yy = y - 1 if mo < 3 else y
+    wd = (yy + yy // 4 - yy // 100 + yy // 400 + _SAKAMOTO[mo - 1] + d) % 7
+    return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (_DAYS[wd], d, _MONTHS[mo - 1], y, h, mi, s)
+
+
+def _date(date):
+    if date is False:
+        return None
+    if isinstance(date, str):
+        return _check(date, "date")
+    if not isinstance(date, (tuple, list)) and date is not None:
+        raise TypeError("date must be None, False, a str or a UTC time tuple")
+    if date is None:
+        import time
+
+        t = time.gmtime()  # fields, not seconds: the epoch differs between ports
+        if t[0] < _MIN_YEAR:
+            # The RTC was never set (no NTP yet): rather than a Date in 2000, leave it to the
+            # submission server, which adds a missing Date (RFC 6409 8.1). Pass date= to
+            # set it yourself.
+            return None
+        return format_date(t)
+    return format_date(date)
+
+
+def _priority(p):
+    # X-Priority (1 highest .. 5 lowest; Outlook, Thunderbird) and Importance (RFC 2156).
+    if p is None:
+        return None
+    if p == "high" or p == PRIORITY_HIGH:
+        return "1 (Highest)", "high"
+    if p == "normal" or p == PRIORITY_NORMAL:
+        return "3 (Normal)", "normal"
+    if p == "low" or p == PRIORITY_LOW:
+        return "5 (Lowest)", "low"
+    raise ValueError("priority must be 'low', 'normal', 'high' or PRIORITY_*, not %r" % (p,))
+
+
+def _filename_param(filename):
+    """RFC 2231 filename*=utf-8''... (percent-encoded), continued over several lines when
+    long (filename*0*=, filename*1*=, ...), as the bytes that follow "; " ."""
+    segs = []
+    seg = ""
+    for c in filename.encode():
+        ch = chr(c)
+        piece = ch if c < 128 and (ch.isalpha() or ch.isdigit() or ch in _ATTR) else "%%%02X" % c
+        if len(seg) + len(piece) > 60:  # never split a %XX triplet
+            segs.append(seg)
+            seg = ""
+        seg += piece
+    segs.append(seg)
+    if len(segs) == 1:
+        return ("filename*=utf-8''" + seg).encode()
+    out = []
+    for k, s in enumerate(segs):
+        out.append("filename*%d*=%s%s" % (k, "utf-8''" if k == 0 else "", s))
+    return ";\r\n ".join(out).encode()
+
+
+def _guess_type(filename):
+    dot = filename.rfind(".")
+    if dot >= 0:
+        ext = filename[dot + 1 :].lower()
+        for e, t in _TYPES:
+            if e == ext:
+                return t
+    return b"application/octet-stream"
+
+
+def _check_type(ctype):
+    _check(ctype, "content type")
+    if not _printable(ctype) or ctype.find("/") <= 0 or len(ctype) > 200:
+        raise ValueError("invalid content type %r" % ctype)
+    return ctype.encode()
+
+
+def _source(src, what, encode=True):
+    if isinstance(src, str):
+        return src.encode() if encode else src
+    if isinstance(src, (bytes, bytearray, memoryview)) or hasattr(src, "readinto"):
+        return src
+    raise TypeError("%s must be bytes, str or a file opened in binary mode" % what)
+
+
+def _part(item, cid=None, encode=True):
+    """An attachment or inline part: (its header as a list of bytes, data, path or None).
+    The header is pieces of constant bytes around the few that vary. The constructor calls
+    this to check the part (encode=False: str data is not encoded yet), readinto to send it."""
+    path = None
+    src = None
+    ctype = None
+    if isinstance(item, str):  # a file name: opened, streamed and closed while sending
+        import os
+
+        path = item
+        try:
+            os.stat(path)
+        except OSError:
+            raise ValueError("no such file: %r" % path)
+        filename = path[path.rfind("/") + 1 :]
+    else:
+        if not isinstance(item, (tuple, list)) or not 2 <= len(item) <= 3:
+            raise TypeError("an attachment is a path or (filename, data[, content_type])")
+        filename = item[0]
+        src = _source(item[1], "attachment data", encode)
+        if len(item) > 2:
+            ctype = item[2]
+    _check(filename, "filename")
+    if not filename:
+        raise ValueError("empty filename")
+    head = [b"Content-Type: ", _check_type(ctype) if ctype else _guess_type(filename)]
+    quoted = None
+    if _printable(filename) and len(filename) <= 60:
+        quoted = filename.replace("\\", "\\\\").replace('"', '\\"').encode()
+        head += (b';\r\n name="', quoted, b'"')  # name= too, for old mail readers
+    head.append(b"\r\nContent-Transfer-Encoding: base64\r\n")
+    if cid is not None:
+        _check(cid, "content id")
+        if not cid or not _printable(cid) or " " in cid or "<" in cid or ">" in cid \
+                or len(cid) > 200:
+            raise ValueError("invalid content id %r" % cid)
+        head += (b"Content-ID: <", cid.encode(), b">\r\n")
+    head.append(b"Content-Disposition: inline;\r\n " if cid
+                else b"Content-Disposition: attachment;\r\n ")
+    if quoted is not None:
+        head += (b'filename="', quoted, b'"\r\n\r\n')
+    else:
+        head += (_filename_param(filename), b"\r\n\r\n")
+    return head, src, path
+
+
+def _inline(item, encode=True):
+    if not isinstance(item, (tuple, list)) or not 3 <= len(item) <= 4:
+        raise TypeError("an inline part is (content_id, filename, data[, content_type])")
+    return _part(tuple(item[1:]), item[0], encode)
+
+
+def _is_stream(src):
+    return hasattr(src, "readinto")
+
+
+# ------------------------------------------------------------------------------ steps
+
+# Indexes into Message._st.
+_I = const(0)  # index in the step's data; -1 when the step is complete
+_COL = const(1)  # quoted-printable: output column
+_WS = const(2)  # quoted-printable: a space or tab not written yet
+_CRF = const(3)  # quoted-printable: the last byte was CR
+_K = const(4)  # the step; -1 before the first readinto
+_PHASE = const(5)  # the piece of a tuple of bytes; text part: 2 for the data
+_F = const(6)  # the file opened from a path
+_VIEW = const(7)  # the window a file is read into ...
+_VBUF = const(8)  # ... a view of this buffer ...
+_VOFF = const(9)  # ... at this offset
+_CTES = const(10)  # transfer encodings of body and html
+_HEAD = const(11)  # the part at hand: (its header pieces, data, path)
+
+_TEXT = const(1)
+_PART = const(2)
+_TEXT_HEAD = (b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: ',
+              b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: ')
+_CTE_LINE = (b"7bit\r\n\r\n", b"8bit\r\n\r\n", b"quoted-printable\r\n\r\n")
+
+
+def _reset(st):
+    st[_I] = st[_COL] = st[_WS] = st[_PHASE] = 0
+    st[_CRF] = False
+    st[_HEAD] = None
+
+
+def _put(buf, p, data, st):
+    """Copy data[st[_I]:] into buf at p, as much as fits; st[_I] = -1 when all of it is."""
+    i = st[_I]
+    n = len(data) - i
+    room = len(buf) - p
+    if n <= room:
+        _copy(buf, p, data, i, n)
+        st[_I] = -1
+        return p + n
+    _copy(buf, p, data, i, room)
+    st[_I] = i + room
+    return p + room
+
+
+# Multipart pieces: the random boundary goes between them (pieces are not joined: a new
+# bytes object per delimiter would cost more than a list slot).
+_MIXED = (b'Content-Type: multipart/mixed;\r\n boundary="', b'm"\r\n\r\n--', b"m\r\n",
+          b"\r\n--", b"m--")
+_ALTERNATIVE = (b'Content-Type: multipart/alternative;\r\n boundary="', b'a"\r\n\r\n--',
+                b"a\r\n", b"\r\n--", b"a--")
+# RFC 2387 3.1: type= names the root part's type.
+_RELATED = (b'Content-Type: multipart/related; type="text/html";\r\n boundary="',
+            b'r"\r\n\r\n--', b"r\r\n", b"\r\n--", b"r--")
+
+
+def _open(prog, kind, bnd):
+    prog.append((kind[0], bnd, kind[1], bnd, kind[2]))
+
+
+def _close(prog, kind, bnd):
+    prog.append((kind[3], bnd, kind[4]))
+
+
+def _parts(prog, items, kind, bnd):
+    for item in items:
+        prog.append((_PART, item, kind))
+    _close(prog, kind, bnd)
+
+
+def _pieces(buf, p, pieces, st):
+    """Put a tuple of bytes objects one after the other; st[_PHASE] is the one at hand."""
+    last = len(pieces) - 1
+    while True:
+        j = st[_PHASE]
+        p = _put(buf, p, pieces[j], st)
+        if st[_I] >= 0 or j == last:
+            return p
+        st[_PHASE] = j + 1
+        st[_I] = 0
+
+
+# ----------------------------------------------------------------------------- encoders
+
+
+def _b64_lines(buf, p, raw, i, end, lines):
+    """RFC 2045 6.8: encode raw[i:end], at most `lines` lines of 57 bytes, into buf at p as
+    base64 lines of 76 characters and CRLF (the last one shorter and padded with "=").
+    Returns the new p. A table-driven byte loop: allocates nothing. raw may overlap buf when
+    it starts at least 21 bytes per line after p (each line reads 57 bytes and writes 78)."""
+    T = _B64
+    while lines and i < end:
+        k = end - i
+        if k > _B64_RAW:
+            k = _B64_RAW
+        for _ in range(k // 3):
+            a = raw[i]
+            b = raw[i + 1]
+            c = raw[i + 2]
+            buf[p] = T[a >> 2]
+            buf[p + 1] = T[((a & 3) << 4) | (b >> 4)]
+            buf[p + 2] = T[((b & 15) << 2) | (c >> 6)]
+            buf[p + 3] = T[c & 63]
+            i += 3
+            p += 4
+        r = k % 3
+        if r:
+            a = raw[i]
+            b = raw[i + 1] if r == 2 else 0
+            buf[p] = T[a >> 2]
+            buf[p + 1] = T[((a & 3) << 4) | (b >> 4)]
+            buf[p + 2] = T[(b & 15) << 2] if r == 2 else _EQ
+            buf[p + 3] = _EQ
+            i += r
+            p += 4
+        buf[p] = _CR
+        buf[p + 1] = _LF
+        p += 2
+        lines -= 1
+    return p
+
+
+def _qp_bytes(buf, p, lim, raw, end, st):
+    """RFC 2045 6.7 quoted-printable: encode raw[st[0]:end] into buf at p until the input
+    is used up or p passes lim (one input byte writes at most 10 bytes). Returns the new p.
+    st = [next input index, output column, pending space or tab, last byte was CR] carries
+    the state between calls (a list: returning a tuple would allocate).
+    Line breaks (CRLF, LF or CR) become CRLF; "=", controls and 8-bit bytes become =XX;
+    a space or tab before a line break is encoded (rule 3); soft line breaks "=" CRLF keep
+    every line at 76 characters or less (rule 5)."""
+    H = _HEX
+    i = st[0]
+    col = st[1]
+    ws = st[2]
+    cr = st[3]
+    while i < end and p <= lim:
+        c = raw[i]
+        i += 1
+        if c == _LF and cr:
+            cr = False
+            continue
+        cr = c == _CR
+        if c == _LF or cr:
+            if ws:
+                if col > 72:
+                    buf[p] = _EQ
+                    buf[p + 1] = _CR
+                    buf[p + 2] = _LF
+                    p += 3
+                buf[p] = _EQ
+                buf[p + 1] = H[ws >> 4]
+                buf[p + 2] = H[ws & 15]
+                p += 3
+                ws = 0
+            buf[p] = _CR
+            buf[p + 1] = _LF
+            p += 2
+            col = 0
+            continue
+        if ws:
+            if col > 74:
+                buf[p] = _EQ
+                buf[p + 1] = _CR
+                buf[p + 2] = _LF
+                p += 3
+                col = 0
+            buf[p] = ws
+            p += 1
+            col += 1
+            ws = 0
+        if c == _SP or c == _TAB:
+            ws = c
+        elif 33 <= c <= 126 and c != _EQ:
+            if col > 74:
+                buf[p] = _EQ
+                buf[p + 1] = _CR
+                buf[p + 2] = _LF
+                p += 3
+                col = 0
+            buf[p] = c
+            p += 1
+            col += 1
+        else:
+            if col > 72:
+                buf[p] = _EQ
+                buf[p + 1] = _CR
+                buf[p + 2] = _LF
+                p += 3
+                col = 0
+            buf[p] = _EQ
+            buf[p + 1] = H[c >> 4]
+            buf[p + 2] = H[c & 15]
+            p += 3
+            col += 3
+    st[0] = i
+    st[1] = col
+    st[2] = ws
+    st[3] = cr
+    return p
+
+
+def _qp_end(buf, p, st):
+    """The end of the data ends a line: encode a pending space or tab (at most 6 bytes)."""
+    ws = st[2]
+    if ws:
+        if st[1] > 72:
+            buf[p] = _EQ
+            buf[p + 1] = _CR
+            buf[p + 2] = _LF
+            p += 3
+        buf[p] = _EQ
+        buf[p + 1] = _HEX[ws >> 4]
+        buf[p + 2] = _HEX[ws & 15]
+        p += 3
+        st[2] = 0
+    return p
+
+
+# ------------------------------------------------------------------------------ message
+
+
+class Message:
+    """A mail, composed while it is sent. See the module docstring.
+
+    from_addr, to_addrs, cc, bcc, reply_to: "addr@example.com" or ("Name", "addr@example.com"),
+        or lists of them. A (name, address) pair whose name has no "@" is one mailbox.
+        Bcc goes only into the envelope.
+    subject: str. body, html: str, bytes (UTF-8) or a file opened in binary mode.
+    attachments: each a path ("/log.txt", opened and closed while sending) or
+        (filename, data[, content_type]) with data bytes, str or a binary file.
+    inline: (content_id, filename, data[, content_type]) parts for the HTML, which refers to
+        them as "cid:content_id" (needs html).
+    priority: "low", "normal", "high" or PRIORITY_LOW/NORMAL/HIGH (NetX Duo's values).
+    headers: ((name, value), ...) extra header fields, checked (no CR/LF, valid names, not
+        one the composer writes).
+    date: None (the RTC; left out while the RTC is unset), a UTC time tuple
+        (year, month, day, hour, minute, second, ...), a preformatted str, or False (no Date).
+    eightbit: None (send() decides from the server's 8BITMIME), True or False.
+
+    `sender` and `recipients` (To, Cc and Bcc addresses) are the envelope for sendmail();
+    `message_id` is the Message-ID. Arguments are checked here, before anything is sent:
+    ValueError or TypeError. A file given as an object is read once, from where it is.
+    """
+
+    def __init__(self, from_addr, to_addrs, subject, body="", *, cc=(), bcc=(),
+                 reply_to=None, html=None, attachments=(), inline=(), priority=None,
+                 headers=(), date=None, eightbit=None):
+        import binascii
+        import os
+
+        sender = _mailbox(from_addr, "from_addr")
+        to = _mailboxes(to_addrs, "recipient")
+        cc = _mailboxes(cc, "cc")
+        bcc = _mailboxes(bcc, "bcc")
+        reply = _mailboxes(reply_to, "reply_to")
+        if not (to or cc or bcc):
+            raise ValueError("no recipients")
+        _check(subject, "subject")
+        body = _source(body, "body")
+        if html is not None:
+            html = _source(html, "html")
+        # Parts are checked here and rendered when their turn comes: until then a mail
+        # with attachments holds no more than references to them.
+        atts = list(attachments)
+        for item in atts:
+            _part(item, None, False)
+        parts = list(inline)
+        for item in parts:
+            _inline(item, False)
+        if parts and html is None:
+            raise ValueError("inline parts are referred to by the html: give html")
+
+        h = []
+        d = _date(date)
+        if d:
+            h.append("Date: " + d + "\r\n")
+        h.append(_fold("From", _address_tokens([sender], _LINE - 6)))
+        if to:
+            h.append(_fold("To", _address_tokens(to, _LINE - 4)))
+        if cc:
+            h.append(_fold("Cc", _address_tokens(cc, _LINE - 4)))
+        if reply:
+            h.append(_fold("Reply-To", _address_tokens(reply, _LINE - 10)))
+        h.append(_fold("Subject", _text_tokens(subject, _LINE - 9)))
+        addr = sender[1]
+        # RFC 5322 3.6.4: unique: 64 random bits at the sender's domain.
+        mid = "<" + binascii.hexlify(os.urandom(8)).decode() + addr[addr.rfind("@") :] + ">"
+        h.append("Message-ID: " + mid + "\r\n")
+        pr = _priority(priority)
+        if pr:
+            h.append("X-Priority: " + pr[0] + "\r\nImportance: " + pr[1] + "\r\n")
+        if hasattr(headers, "items"):
+            headers = headers.items()
+        for name, value in headers:
+            _check_name(name)
+            _check(value, "header " + name)
+            h.append(_fold(name, _text_tokens(value, _LINE - len(name) - 2)))
+        h.append("MIME-Version: 1.0\r\n")
+        for k in range(len(h)):
+            h[k] = h[k].encode()  # small pieces: no large block to find in a fragmented heap
+
+        # RFC 2046 5.1.1: a boundary must not occur in the parts. "=_" never occurs in
+        # base64 or quoted-printable; 7bit/8bit text is checked for it in _cte.
+        bnd = b"=_" + binascii.hexlify(os.urandom(12))
+
+        # The mail as a program of a few steps, run by readinto: a tuple of bytes objects is
+        # copied as it is, (_TEXT, data, 0 or 1) is the text or the HTML part, (_PART, item,
+        # kind) an attachment or inline part. Small tuples, not one long list: no large
+        # block to find in a fragmented heap.
+        prog = [tuple(h)]
+        h = None
+        if atts:
+            _open(prog, _MIXED, bnd)
+        if html is not None:
+            _open(prog, _ALTERNATIVE, bnd)
+        prog.append((_TEXT, body, 0))
+        if html is not None:
+            k = _ALTERNATIVE
+            prog.append((k[3], bnd, k[2]))
+            if parts:
+                _open(prog, _RELATED, bnd)
+            prog.append((_TEXT, html, 1))
+            if parts:
+                _parts(prog, parts, _RELATED, bnd)
+            _close(prog, _ALTERNATIVE, bnd)
+        if atts:
+            _parts(prog, atts, _MIXED, bnd)
+
+        # Every attribute is set here, and there are few: an attribute added later would
+        # grow the instance's dict (a reallocation) in the middle of the send.
+        self.sender = addr
+        self.recipients = [a for _, a in to + cc + bcc]
+        self.message_id = mid
+        self.eightbit = eightbit
+        self._texts = (body, html, bool(atts) or html is not None, bnd)
+        self._prog = prog
+        # Where readinto is (see _I.._HEAD): the step, the index in it (-1: complete), the
+        # quoted-printable state, the piece, the open file, the read window, the transfer
+        # encodings of body and html (chosen by _plan), the part at hand.
+        self._st = [0, 0, 0, False, -1, 0, None, None, None, 0, None, None]
+
+    # ----- what the envelope needs to know
+
+    def _plan(self, eight):
+        """Choose each text part's transfer encoding; eight: the server takes 8BITMIME."""
+        body, html, multi, _ = self._texts
+        self._st[_CTES] = (self._cte(body, eight, multi),
+                           _QP if html is None else self._cte(html, eight, multi))
+
+    @property
+    def uses_8bit(self):
+        """True when a text part goes out as 8bit: MAIL FROM needs BODY=8BITMIME."""
+        ctes = self._st[_CTES]
+        return ctes is not None and _8BIT in ctes
+
+    def _cte(self, src, eight, multi):
+        if _is_stream(src):
+            return _QP  # line lengths unknown until read: quoted-printable is always safe
+        n = len(src)
+        if not n:
+            return _7BIT
+        if isinstance(src, memoryview):
+            src = bytes(src)
+        # RFC 2045 2.7/2.8: 7bit and 8bit data have lines of at most 998 octets and no NUL.
+        if src.find(b"\0") >= 0 or (multi and src.find(b"--" + self._texts[3]) >= 0):
+            return _QP
+        i = 0
+        while i < n:
+            j = src.find(b"\n", i)
+            if j < 0:
+                j = n
+            if j - i > _MAX_LINE + (1 if j > i and src[j - 1] == _CR else 0):
+                return _QP
+            i = j + 1
+        if max(src) < 128:
+            return _7BIT
+        return _8BIT if eight else _QP
+
+    def send(self, smtp):
+        """Send over a connected smtp_client.SMTP session (EHLO, STARTTLS, login done or
+        done here as needed). Returns sendmail's dict of refused recipients. Uses 8bit text
+        and BODY=8BITMIME (RFC 6152) when the server offers it, unless eightbit=False."""
+        smtp.ehlo_or_helo_if_needed()
+        eight = self.eightbit
+        if eight is None:
+            eight = smtp.has_extn("8bitmime")
+        self.rewind()
+        self._plan(eight)
+        try:
+            return smtp.sendmail(self.sender, self.recipients, self,
+                                 ("BODY=8BITMIME",) if self.uses_8bit else ())
+        finally:
+            self.close()
+
+    # ----- streaming
+
+    def rewind(self):
+        """Start again from the first byte (files given as objects are not rewound)."""
+        self.close()
+        self._st[_K] = -1
+        self._st[_CTES] = None
+
+    def close(self):
+        """Stop a half-sent mail: close the file opened from a path, if any."""
+        st = self._st
+        f = st[_F]
+        st[_F] = st[_VIEW] = st[_VBUF] = None
+        if f is not None:
+            f.close()
+
+    def readinto(self, buf):
+        """Write the next bytes of the mail into buf; return their number, 0 at the end.
+        The bytes must be used before the next call: the same buf may be written again."""
+        st = self._st
+        prog = self._prog
+        k = st[_K]
+        if k < 0:
+            if len(buf) < _MIN_BUF:
+                raise ValueError("buffer smaller than %d bytes" % _MIN_BUF)
+            if st[_CTES] is None:
+                self._plan(self.eightbit is True)
+            k = st[_K] = 0
+            _reset(st)
+        p = 0
+        while k < len(prog):
+            step = prog[k]
+            if step[0] == _TEXT:
+                p = self._text(buf, p, step[1], step[2])
+            elif step[0] == _PART:
+                p = self._part(buf, p, step[1], step[2])
+            else:
+                p = _pieces(buf, p, step, st)
+            if st[_I] >= 0:
+                if p:
+                    return p  # buf is full (or the step wants a fresh one)
+                continue  # nothing yet (a file's next bytes were only the LF of a CRLF)
+            k = st[_K] = k + 1
+            _reset(st)
+        return p
+
+    def __iter__(self):
+        """The mail as bytes chunks (allocates a copy per chunk: for tests and debugging;
+        sendmail uses readinto)."""
+        self.rewind()
+        buf = bytearray(512)
+        while True:
+            n = self.readinto(buf)
+            if not n:
+                return
+            yield bytes(buf[:n])
+
+    def _window(self, buf, off, n):
+        # buf[off:off+n] as a memoryview to read a file into. A view costs an allocation, so
+        # it is kept while buf, off and n stay the same: every call once a part is under way.
+        st = self._st
+        v = st[_VIEW]
+        if v is None or st[_VBUF] is not buf or st[_VOFF] != off or len(v) != n:
+            v = st[_VIEW] = memoryview(buf)[off : off + n]
+            st[_VBUF] = buf
+            st[_VOFF] = off
+        return v
+
+    def _text(self, buf, p, src, which):
+        st = self._st
+        cte = st[_CTES][which]
+        if st[_PHASE] < 2:  # the part's header: two pieces
+            p = _pieces(buf, p, (_TEXT_HEAD[which], _CTE_LINE[cte]), st)
+            if st[_I] >= 0:
+                return p
+            st[_I] = 0
+            st[_PHASE] = 2
+        if cte != _QP:
+            return _put(buf, p, src, st)  # lines and bytes checked in _cte; the core does CRLF
+        size = len(buf)
+        if not _is_stream(src):
+            end = len(src)
+            if st[_I] < end:
+                p = _qp_bytes(buf, p, size - 16, src, end, st)
+                if st[_I] < end:
+                    return p
+        else:
+            # In place: read at most a fifth of the buffer into its end (a byte becomes at
+            # most 3 and a bit) and encode it to the start; one window per call, into a
+            # fresh buffer, so the window stays the same.
+            if p:
+                return p
+            n = (size - 16) // 5
+            end = src.readinto(self._window(buf, size - n, n)) or 0
+            if end:
+                st[_I] = 0
+                return _qp_bytes(buf, p, size, st[_VIEW], end, st)
+        if p > size - 8:
+            return p
+        p = _qp_end(buf, p, st)
+        st[_I] = -1
+        return p
+
+    def _part(self, buf, p, item, kind):
+        """An attachment or inline part: delimiter, header, then the data in base64."""
+        st = self._st
+        h = st[_HEAD]
+        if h is None:
+            h = _inline(item) if kind is _RELATED else _part(item)
+            # RFC 2046 5.1.1: the CRLF before "--boundary" belongs to the delimiter, so a
+            # part's content ends exactly where its data ends.
+            h[0][0:0] = (kind[3], self._texts[3], kind[2])
+            st[_HEAD] = h
+            st[_PHASE] = 0
+        if st[_PHASE] >= 0:
+            p = _pieces(buf, p, h[0], st)
+            if st[_I] >= 0:
+                return p
+            st[_PHASE] = -1
+            st[_I] = 0
+        p = self._base64(buf, p, h[1], h[2])
+        if st[_I] < 0:
+            st[_HEAD] = None
+        return p
+
+    def _base64(self, buf, p, src, path):
+        """A part's data in base64. From a file, in place: each call reads 57 bytes per line
+        that fits into the end of the caller's buffer and encodes them to its start."""
+        st = self._st
+        if path is not None:
+            src = st[_F]
+            if src is None:
+                src = st[_F] = open(path, "rb")
+        lines = (len(buf) - p) // 78
+        if not lines:
+            return p
+        if not _is_stream(src):
+            i = st[_I]
+            end = len(src)
+            p = _b64_lines(buf, p, src, i, end, lines)
+            i += _B64_RAW * lines
+            st[_I] = -1 if i >= end else i
+            return p
+        n = _B64_RAW * lines
+        raw = self._window(buf, p + 21 * lines, n)
+        end = src.readinto(raw) or 0
+        while 0 < end < n:  # base64 needs whole 3-byte groups until the end
+            k = src.readinto(memoryview(raw)[end:]) or 0  # files: at the end only
+            if not k:
+                break
+            end += k
+        p = _b64_lines(buf, p, raw, 0, end, lines)
+        if end < n:  # the end of the file
+            st[_I] = -1
+            if path is not None:
+                self.close()
+        return p
