@@ -171,7 +171,7 @@ def _encoded_words(data, first, rest=_EW):
     """RFC 2047 "B" encoded-words for the UTF-8 bytes `data`: the first at most `first`
     characters long, the others at most `rest`. A word never splits a UTF-8 character."""
     out = []
-    limit = first if first >= 20 else rest  # too little room: the folder starts a new line
+    limit = first if first >= 20 else rest  # too little room: a long line, once
     i = 0
     n = len(data)
     while i < n:
@@ -225,9 +225,11 @@ def _fold(name, tokens):
     inserted before a space where the line would pass 78 characters. Unfolding gives the
     value back exactly. No line may pass 998."""
     line = name + ":"
+    start = len(line)
     out = []
     for tok in tokens:
-        if tok and len(line) + 1 + len(tok) > _LINE:
+        # Never fold right after the colon: parsers keep that space in the value.
+        if tok and len(line) + 1 + len(tok) > _LINE and len(line) > start:
             out.append(line)
             line = " " + tok
         else:
@@ -305,7 +307,7 @@ def _filename_param(filename):
     for c in filename.encode():
         ch = chr(c)
         piece = ch if c < 128 and (ch.isalpha() or ch.isdigit() or ch in _ATTR) else "%%%02X" % c
-        if len(seg) + len(piece) > 60:  # never split a %XX triplet
+        if len(seg) + len(piece) > 50:  # lines of at most 78; never split a %XX
             segs.append(seg)
             seg = ""
         seg += piece
