@@ -32,6 +32,7 @@ _DSN = const(32)
 _ENHANCED = const(64)
 _SIZE = const(128)
 _AUTH = const(256)
+_REQUIRETLS = const(512)
 _CAP_NAMES = (
     (b"STARTTLS", _STARTTLS),
     (b"PIPELINING", _PIPELINING),
@@ -42,6 +43,7 @@ _CAP_NAMES = (
     (b"ENHANCEDSTATUSCODES", _ENHANCED),
     (b"SIZE", _SIZE),
     (b"AUTH", _AUTH),
+    (b"REQUIRETLS", _REQUIRETLS),
 )
 
 # AUTH mechanisms in order of preference for login(): the strongest first. XOAUTH2 is
@@ -49,6 +51,20 @@ _CAP_NAMES = (
 _MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
 _AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile server finite
 _REPLY_LINES = const(64)  # lines of reply text kept (EHLO, errors): real servers send < 20
+
+# What a queued reply answers (the transaction engine's expectations).
+_X_RSET = const(0)
+_X_MAIL = const(1)
+_X_RCPT = const(2)
+_X_DATA = const(3)
+_X_BDAT = const(4)
+_X_END = const(5)  # the end of data, or BDAT LAST
+_X_QUIT = const(6)
+_ENDED = const(1)  # a mail's end of data went out: its transaction is over either way
+_ACCEPTED = const(2)  # the server answered 250 to it
+
+# Room kept in tx before a BDAT chunk for "BDAT <n> LAST" CRLF (RFC 3030 2).
+_BDAT_ROOM = const(24)
 
 SMTP_PORT = const(25)
 SUBMISSION_PORT = const(587)
@@ -214,7 +230,9 @@ class Engine:
         """Forget everything of the last connection (buffers are kept)."""
         self.rx_pos = 0  # first unparsed byte in rx
         self.rx_end = 0  # end of received bytes in rx
+        self.tx_start = 0  # tx[tx_start:tx_len] is what goes out next
         self.tx_len = 0
+        self.chunk_at = -1  # where the open BDAT chunk's data starts in tx, or -1
         self.pending = 0  # replies expected and not yet parsed
         self.code = 0  # code of the multi-line reply being parsed
         self.keep = False  # copy reply text out (public methods and errors)
@@ -224,6 +242,7 @@ class Engine:
         self.auth = ()
         self.bol = True  # body encoder: at the beginning of a line
         self.cr = False  # body encoder: a CR was read and not written yet
+        self.stuff = True  # body encoder: dot-stuff (DATA); BDAT needs none (RFC 3030 2)
 
     # ----- replies (RFC 5321 4.2)
 
@@ -301,11 +320,16 @@ class Engine:
 
     def take_text(self):
         """The text of the last reply, lines joined by "\\n" (smtplib's shape)."""
+        if not self.text:
+            return b""  # no text kept: allocate nothing
         t = b"\n".join(self.text)
         self.text = []
         return t
 
     # ----- commands (RFC 5321 4.1)
+
+    def room(self):
+        return len(self.tx) - self.tx_len
 
     def put(self, data):
         """Append bytes or ASCII text to tx."""
@@ -365,13 +389,13 @@ class Engine:
     def clean(self, src, i, j):
         """True when src[i:j] can go out verbatim: lines end in CRLF, no line starts with
         ".", and the region continues the previous one cleanly. Four scans in C."""
-        if self.cr or (self.bol and src[i] == _DOT):
+        if self.cr or (self.stuff and self.bol and src[i] == _DOT):
             return False
         n = src.count(b"\n", i, j)
         return (
             src.count(b"\r", i, j) == n
             and src.count(_CRLF, i, j) == n
-            and src.find(b"\n.", i, j) < 0
+            and not (self.stuff and src.find(b"\n.", i, j) >= 0)
         )
 
     def passed(self, src, j):
@@ -397,7 +421,7 @@ class Engine:
                 if src[i] == _LF:
                     i += 1
                 continue
-            if self.bol and src[i] == _DOT:
+            if self.stuff and self.bol and src[i] == _DOT:
                 tx[p] = _DOT
                 p += 1
             self.bol = False
@@ -431,16 +455,55 @@ class Engine:
 
     def finish(self):
         """Queue the end of data: close an open line, then "." CRLF (RFC 5321 4.1.1.4)."""
-        if self.cr or not self.bol:
-            self.put(_CRLF)
+        self.end_line()
         self.put(b".\r\n")
-        self.cr = False
-        self.bol = True
         self.pending += 1
 
-    def body_start(self):
+    def body_start(self, stuff=True):
         self.bol = True
         self.cr = False
+        self.stuff = stuff
+
+    def end_line(self):
+        """Close an open last line: the message ends with CRLF (RFC 5321 2.3.8)."""
+        if self.cr or not self.bol:
+            self.put(_CRLF)
+        self.cr = False
+        self.bol = True
+
+    def chunk_open(self):
+        """Start a BDAT chunk: its data follows what tx holds, after room for its command."""
+        self.chunk_at = self.tx_len + _BDAT_ROOM
+        self.tx_len = self.chunk_at
+
+    def chunk_close(self, last):
+        """Write "BDAT <n> [LAST]" right before the chunk's data (RFC 3030 2: exactly n
+        octets follow the command) and close the gap by moving the commands queued before
+        it, so tx[tx_start:tx_len] is one contiguous flight."""
+        tx = self.tx
+        at = self.chunk_at
+        n = self.tx_len - at
+        p = at - 2
+        tx[p] = _CR
+        tx[p + 1] = _LF
+        if last:
+            p -= 5
+            tx[p : p + 5] = b" LAST"
+        while True:
+            p -= 1
+            tx[p] = 48 + n % 10
+            n //= 10
+            if not n:
+                break
+        p -= 5
+        tx[p : p + 5] = b"BDAT "
+        start = self.tx_start
+        k = at - _BDAT_ROOM - start  # bytes of commands queued before the chunk
+        for i in range(k - 1, -1, -1):
+            tx[p - k + i] = tx[start + i]
+        self.tx_start = p - k
+        self.chunk_at = -1
+        self.pending += 1
 
     # ----- AUTH (RFC 4954, RFC 4616, RFC 2195)
 
@@ -472,7 +535,9 @@ class Engine:
 
 
 def _b(s):
-    return s.encode() if isinstance(s, str) else bytes(s)
+    if isinstance(s, str):
+        return s.encode()
+    return s if isinstance(s, bytes) else bytes(s)
 
 
 def _hex(data):
@@ -732,6 +797,11 @@ class SMTP:
     does_esmtp = False
     _tls = False
     default_port = SMTP_PORT
+    local_hostname = source_address = None
+    timeout = 30
+    pipelining = chunking = True  # escape hatches for servers that advertise and break
+    _exp = _mails = None  # the transaction engine's state while a batch runs
+    _sent = _ms = 0
 
     def __init__(
         self,
@@ -743,13 +813,21 @@ class SMTP:
         *,
         bufsize=512,
         pool=None,
+        pipelining=True,
+        chunking=True,
     ):
         if local_hostname is not None:
             _check_text(local_hostname, "local_hostname")
-        self.local_hostname = local_hostname
-        self.timeout = timeout
-        self.source_address = source_address
-        self.esmtp_features = {}
+            self.local_hostname = local_hostname
+        # Values equal to the class defaults stay there: a smaller instance dict.
+        if timeout != 30:
+            self.timeout = timeout
+        if source_address is not None:
+            self.source_address = source_address
+        if not pipelining:
+            self.pipelining = False
+        if not chunking:
+            self.chunking = False
         self.pool = pool if pool is not None else Pool(bufsize)
         self.engine = Engine(self.pool)
         if host:
@@ -867,10 +945,16 @@ class SMTP:
         io = self._io
         self._io = None
         self.sock = None
-        self.ehlo_resp = self.helo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        self._tls = False
+        # Reset only what was set: an attribute equal to its class default need not take a
+        # slot in the instance dict.
+        if self.ehlo_resp is not None:
+            self.ehlo_resp = None
+        if self.helo_resp is not None:
+            self.helo_resp = None
+        if self.does_esmtp:
+            self.does_esmtp = False
+        if self._tls:
+            self._tls = False
         if io is not None:
             io.close()
 
@@ -892,9 +976,9 @@ class SMTP:
 
     def _flush(self, deadline):
         e = self.engine
-        if e.tx_len:
-            self._write(e.tx, 0, e.tx_len, deadline)
-            e.tx_len = 0
+        if e.tx_len > e.tx_start:
+            self._write(e.tx, e.tx_start, e.tx_len - e.tx_start, deadline)
+        e.tx_len = e.tx_start = 0
 
     def _send_flight(self, deadline):
         """Write the queued commands in one write. A byte that arrived while we were not
@@ -991,24 +1075,30 @@ class SMTP:
         self._need()
         name = _check_text(name, "EHLO name") or self._local_name()
         code, msg = self._cmd(b"EHLO", name)
-        self.ehlo_resp = msg
-        self.esmtp_features = {}
         if code != 250:
+            self.ehlo_resp = msg
             return code, msg
+        if msg and max(msg) >= 128:
+            # RFC 5321 4.1.1.1: EHLO keywords and parameters are ASCII.
+            self.close()
+            raise SMTPProtocolError("EHLO reply is not ASCII")
+        self.engine.set_capabilities(msg.split(b"\n"))
+        self.ehlo_resp = msg
         self.does_esmtp = True
-        lines = msg.split(b"\n")
-        try:
-            self.engine.set_capabilities(lines)
-            for line in lines[1:]:
+        return code, msg
+
+    @property
+    def esmtp_features(self):
+        """smtplib's {extension: parameters} of the last EHLO (made when asked for: a board
+        keeps only the reply text and the engine's capability bits)."""
+        features = {}
+        if self.does_esmtp:
+            for line in self.ehlo_resp.split(b"\n")[1:]:
                 word = line.split(None, 1)
                 if word:
                     key = word[0].decode().lower()
-                    self.esmtp_features[key] = word[1].decode().strip() if len(word) > 1 else ""
-        except UnicodeError:
-            # RFC 5321 4.1.1.1: EHLO keywords and parameters are printable ASCII.
-            self.close()
-            raise SMTPProtocolError("EHLO reply is not ASCII")
-        return code, msg
+                    features[key] = word[1].decode().strip() if len(word) > 1 else ""
+        return features
 
     def helo(self, name=""):
         self._need()
@@ -1057,7 +1147,6 @@ class SMTP:
         # RFC 3207 4.2: forget everything learnt before TLS and say EHLO again.
         e.reset()
         self.ehlo_resp = self.helo_resp = None
-        self.esmtp_features = {}
         self.does_esmtp = False
         self._tls = True
         self.ehlo()
@@ -1146,76 +1235,166 @@ class SMTP:
 
     # ----- mail transaction (RFC 5321 3.3)
 
-    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), **options):
         """Send one mail; return {refused address: (code, msg)}. Raises
-        SMTPRecipientsRefused only when every recipient was refused (smtplib semantics)."""
+        SMTPRecipientsRefused only when every recipient was refused (smtplib semantics).
+        Keyword options (RFC 3461 DSN, RFC 8689): notify="FAILURE,DELAY", ret="HDRS",
+        envid="...", requiretls=True."""
         self._need()
-        to_addrs = _addr_list(to_addrs)
-        sender = _check_addr(from_addr, "from_addr")
-        rcpts = [_check_addr(a, "recipient") for a in to_addrs]
-        mopts = [_b(_check_text(o, "mail option")) for o in mail_options]
-        ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options]
-        body = _body(msg)
-        self.ehlo_or_helo_if_needed()
-        e = self.engine
-        if not (_ascii_bytes(sender) and all(_ascii_bytes(a) for a in rcpts)):
-            # RFC 6531 3.4: a non-ASCII address needs the server's SMTPUTF8.
-            if not e.caps & _SMTPUTF8:
-                raise SMTPNotSupportedError("non-ASCII address and no SMTPUTF8 at the server")
-            mopts.append(b"SMTPUTF8")
-        deadline = _deadline(self.timeout)
-        e.path_command(b"MAIL FROM:", sender, mopts)
-        self._send_flight(deadline)
-        code = self._reply(deadline)
-        if code != 250:
-            text = e.take_text()
-            self._rset_quietly()
-            raise SMTPSenderRefused(code, text, from_addr)
-        refused = {}
-        for addr, raw in zip(to_addrs, rcpts):
-            deadline = _deadline(self.timeout)
-            e.path_command(b"RCPT TO:", raw, ropts)
-            self._send_flight(deadline)
-            code = self._reply(deadline)
-            if code != 250 and code != 251:
-                refused[addr] = (code, e.take_text())
-                if code == 421:  # the server closed: nobody gets this mail (smtplib too)
-                    for other in to_addrs:
-                        refused.setdefault(other, (code, refused[addr][1]))
-                    raise SMTPRecipientsRefused(refused)
-        if len(refused) == len(rcpts):
-            self._rset_quietly()
-            raise SMTPRecipientsRefused(refused)
-        deadline = _deadline(self.timeout)
-        e.command(b"DATA")
-        self._send_flight(deadline)
-        code = self._reply(deadline)
-        if code != 354:
-            text = e.take_text()
-            self._rset_quietly()
-            raise SMTPDataError(code, text)
-        self._send_body(body)
-        # RFC 5321 4.5.3.2.6: the reply to the end of data may take longest (the server
-        # checks the message now); allow twice the command timeout.
-        deadline = _deadline(self.timeout * 2)
-        code = self._reply(deadline)
-        if code != 250:
-            text = e.take_text()
-            self._rset_quietly()
-            raise SMTPDataError(code, text)
-        return refused
+        mail = _Mail(from_addr, to_addrs, msg, mail_options, rcpt_options, options)
+        self._batch([mail], False)
+        if mail.error is not None:
+            raise mail.error
+        return mail.refused
+
+    def send_many(self, mails, mail_options=(), rcpt_options=(), *, quit=False, **options):
+        """Send several mails on this connection, pipelined when the server allows it;
+        return one SendResult per mail, in order. `mails` holds (from_addr, to_addrs, msg)
+        tuples. A failed mail never stops the others: its result carries the exception.
+        quit=True sends QUIT in the last flight and closes."""
+        self._need()
+        batch = [_Mail(f, t, m, mail_options, rcpt_options, options) for f, t, m in mails]
+        self._batch(batch, quit)
+        return [SendResult(m.refused, m.error) for m in batch]
 
     def send_message(self, *args, **kwargs):
         raise SMTPNotSupportedError("send_message needs the email package; use sendmail")
 
-    def _send_body(self, body):
-        """Stream the body through tx; the last piece and the terminator go out in one
-        write. If the source fails, the connection is dropped without the terminator, so
-        a truncated mail is never delivered."""
+    # ----- the transaction engine: lock-step, PIPELINING (RFC 2920), CHUNKING (RFC 3030)
+
+    def _batch(self, mails, quit):
+        self.ehlo_or_helo_if_needed()
         e = self.engine
-        e.body_start()
-        ms = int(self.timeout * 1000)  # once: the loop re-arms the deadline after every write
-        deadline = _after(ms)
+        caps = e.caps
+        for mail in mails:
+            mail.prepare(self, caps)  # checks against the EHLO, before any byte is sent
+        piped = self.pipelining and caps & _PIPELINING
+        chunked = self.chunking and caps & _CHUNKING
+        # Expectations are ints (kind + 8 * index in mails): appending one allocates nothing.
+        self._exp = []
+        self._mails = mails
+        self._sent = 0
+        self._ms = int(self.timeout * 1000)  # once: a float timeout would allocate per use
+        prev = None
+        try:
+            for mail in mails:
+                if self._io is None:
+                    raise SMTPServerDisconnected("connection closed")
+                if mail.error is not None:
+                    continue
+                if prev is not None and (chunked and piped or not prev.stage):
+                    # RFC 5321 4.1.1.5: a failed transaction may still be open (a refused
+                    # DATA or BDAT); RSET makes sure the next MAIL starts a fresh one.
+                    self._queue(_X_RSET, None, b"RSET")
+                prev = mail
+                # Addresses are encoded here, per command: garbage, not part of the mail's
+                # record, which stays small (it lives for the whole send).
+                self._queue(_X_MAIL, mail, b"MAIL FROM:", _b(mail.from_addr), mail.mopts)
+                if not piped:
+                    self._collect(0)
+                    if mail.error is not None:
+                        continue
+                for addr, ropts in zip(mail.to_addrs, mail.ropts):
+                    self._queue(_X_RCPT, mail, b"RCPT TO:", _b(addr), ropts)
+                    if not piped:
+                        self._collect(0)
+                if not piped and len(mail.refused) == len(mail.to_addrs):
+                    continue
+                if chunked:
+                    self._send_body(mail, False)
+                else:
+                    self._queue(_X_DATA, mail, b"DATA")
+                    self._push()
+                    self._collect(0)  # the body may only follow 354 (RFC 5321 4.1.1.4)
+                    if mail.data == 354:
+                        self._send_body(mail, True)
+                    else:
+                        continue
+                if not piped:
+                    self._collect(0)
+            if quit:
+                self._queue(_X_QUIT, None, b"QUIT")
+            self._collect(0)
+        except SMTPException as ex:
+            # The connection is gone (the driver closed it): every mail not yet accepted
+            # gets this error; the ones the server accepted stay accepted.
+            for mail in mails:
+                if mail.stage != _ACCEPTED and mail.error is None:
+                    mail.error = ex
+        finally:
+            self._exp = self._mails = None
+            if quit:
+                self.close()
+        for mail in mails:
+            mail.conclude()
+        if not quit and prev is not None and prev.stage != _ACCEPTED and self._io is not None:
+            # RFC 5321 4.1.1.5: abort a failed transaction so the session can be reused.
+            self._rset_quietly()
+
+    def _queue(self, kind, mail, verb, addr=None, options=()):
+        """Queue a command and what its reply means; flush first if tx is too full."""
+        e = self.engine
+        need = len(verb) + 4
+        if addr is not None:
+            need += len(addr)
+            for o in options:
+                need += len(o) + 1
+        if need > e.room():
+            self._push()
+        if addr is None:
+            e.command(verb)
+        else:
+            e.path_command(verb, addr, options)
+        self._expect(kind, mail)
+
+    def _expect(self, kind, mail):
+        self._exp.append(kind if mail is None else kind + 8 * self._mails.index(mail))
+
+    def _push(self):
+        """Write what tx holds. Replies that arrived meanwhile are read first, so neither
+        side's buffers fill up while the other waits (RFC 2920 3.4); bytes that arrive when
+        no reply is outstanding are unsolicited (RFC 5321 4.2: one reply per command)."""
+        e = self.engine
+        while e.rx_pos < e.rx_end or self._io.ready():
+            if not self._sent:
+                self._unsolicited()
+            self._take()
+        self._flush(_after(self._ms))
+        self._sent = len(self._exp)
+
+    def _collect(self, left):
+        """Write what is queued, then read replies until `left` are outstanding."""
+        e = self.engine
+        if e.tx_len > e.tx_start:
+            self._push()
+        while len(self._exp) > left:
+            self._take()
+
+    def _take(self):
+        """Read one reply and give it to the mail whose command it answers."""
+        x = self._exp[0]
+        kind = x & 7
+        # RFC 5321 4.5.3.2.6: the reply to the end of data may take longest: the server
+        # checks the message now. Allow twice the command timeout.
+        code = self._reply(_after(self._ms * 2 if kind == _X_END else self._ms))
+        self._exp.pop(0)
+        self._sent -= 1
+        text = self.engine.take_text()
+        if kind != _X_RSET and kind != _X_QUIT:
+            self._mails[x >> 3].reply(kind, code, text)
+        if self._io is None:  # a 421 closed the connection (RFC 5321 3.8)
+            raise SMTPResponseException(code, text)
+
+    def _send_body(self, mail, stuff):
+        """Stream the body through tx: with DATA, dot-stuffed and ended by "." (RFC 5321
+        4.1.1.4); with BDAT, in chunks of tx's size, the last one marked LAST (RFC 3030).
+        If the source fails, the connection is dropped without an end of data, so a
+        truncated mail is never delivered."""
+        e = self.engine
+        body = mail.body
+        e.body_start(stuff)
+        if not stuff:
+            e.chunk_open()
         try:
             if hasattr(body, "readinto"):
                 chunk = self.pool.chunk
@@ -1223,26 +1402,32 @@ class SMTP:
                     n = body.readinto(chunk)
                     if not n:
                         break
-                    deadline = self._region(chunk, n, deadline, ms)
+                    self._region(chunk, n, mail)
             elif isinstance(body, (bytes, bytearray)):
-                deadline = self._region(body, len(body), deadline, ms)
+                self._region(body, len(body), mail)
             else:
                 for piece in body:
                     if isinstance(piece, memoryview):
                         piece = bytes(piece)
                     if not isinstance(piece, (bytes, bytearray)):
                         raise TypeError("message chunks must be bytes")
-                    deadline = self._region(piece, len(piece), deadline, ms)
+                    self._region(piece, len(piece), mail)
+        except SMTPException:
+            raise
         except BaseException:
             self.close()
             raise
-        e.finish()
-        self._flush(deadline)
+        if stuff:
+            e.finish()
+        else:
+            e.end_line()
+            e.chunk_close(True)
+        self._expect(_X_END, mail)
+        mail.stage = _ENDED
 
-    def _region(self, src, j, deadline, ms):
-        """Send src[0:j]; return the deadline for the next write (ms after the last one).
-        A clean region larger than tx goes out straight from src (no copy); its last bytes
-        are copied so the terminator can share their write."""
+    def _region(self, src, j, mail):
+        """Send src[0:j]. A clean region larger than tx goes out straight from src (no
+        copy); with DATA its last bytes are copied so the end of data shares their write."""
         e = self.engine
         i = 0
         if j > len(e.tx) and e.clean(src, 0, j):
@@ -1251,17 +1436,31 @@ class SMTP:
                 # Never cut between CR and LF: the encoder would see a bare LF and send a
                 # second CRLF after the raw CR (RFC 5321 2.3.8: no bare CR on the wire).
                 k -= 1
-            self._flush(deadline)
-            self._write(src, 0, k, deadline)
+            if e.chunk_at >= 0:
+                self._next_chunk(mail, k)  # the whole region is one BDAT chunk
+            self._push()
+            self._write(src, 0, k, _after(self._ms))
             e.passed(src, k)
             i = k
-            deadline = _after(ms)
+            if not e.stuff:
+                e.chunk_open()
         while i < j:
             i = e.encode(src, i, j)
             if i < j:
-                self._flush(deadline)
-                deadline = _after(ms)
-        return deadline
+                if e.chunk_at >= 0:
+                    self._next_chunk(mail, 0)
+                self._push()
+                if not e.stuff:
+                    e.chunk_open()
+
+    def _next_chunk(self, mail, extra):
+        """Close the open BDAT chunk (with `extra` bytes that will be written straight
+        from the source after tx) as a non-last chunk."""
+        e = self.engine
+        e.tx_len += extra
+        e.chunk_close(False)
+        e.tx_len -= extra
+        self._expect(_X_BDAT, mail)
 
     def _rset_quietly(self):
         # RFC 5321 4.1.1.5: RSET aborts the transaction so the session can be reused.
@@ -1287,6 +1486,28 @@ class SMTP:
             return self._cmd(b"QUIT")
         finally:
             self.close()
+
+
+def _wire_size(body):
+    # Bytes after CRLF normalisation (bare CR and bare LF become CRLF, a last line gets
+    # its CRLF), counted in C.
+    n = len(body)
+    crlf = body.count(_CRLF)
+    n += body.count(b"\n") - crlf + body.count(b"\r") - crlf
+    if n and body[-1] != _LF and body[-1] != _CR:
+        n += 2
+    return n
+
+
+def _xtext(data):
+    # RFC 3461 4: "+" and "=" and bytes outside "!".."~" become "+HH".
+    out = b""
+    for c in data:
+        if 33 <= c <= 126 and c != 43 and c != 61:
+            out += bytes((c,))
+        else:
+            out += b"+%02X" % c
+    return out
 
 
 def _ascii_bytes(data):
@@ -1354,9 +1575,10 @@ class SMTP_SSL(SMTP):
 
     default_port = SMTP_SSL_PORT
 
-    def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None, *, context=None, bufsize=512, pool=None):
+    def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None,
+                 *, context=None, **kw):
         self.context = context
-        super().__init__(host, port, local_hostname, timeout, source_address, bufsize=bufsize, pool=pool)
+        super().__init__(host, port, local_hostname, timeout, source_address, **kw)
 
     def _after_connect(self, deadline):
         self._wrap(self.context, deadline)
@@ -1366,17 +1588,147 @@ class SMTP_SSL(SMTP):
 
 
 class SendResult:
-    """What happened to one mail: `refused` maps each refused recipient to (code, msg)."""
+    """What happened to one mail: `refused` maps each refused recipient to (code, msg);
+    `error` is the exception that stopped the mail (None: the server accepted it)."""
 
-    def __init__(self, refused):
+    def __init__(self, refused, error=None):
         self.refused = refused
+        self.error = error
+
+    @property
+    def sent(self):
+        return self.error is None
 
     @property
     def ok(self):
-        return not self.refused
+        """Accepted for every recipient."""
+        return self.error is None and not self.refused
+
+    @property
+    def enhanced(self):
+        """RFC 3463 status of each refused recipient ("5.1.1"), where the server sent one."""
+        return {a: _enhanced(c, t) for a, (c, t) in self.refused.items()}
 
     def __repr__(self):
-        return "SendResult(refused=%r)" % (self.refused,)
+        return "SendResult(refused=%r, error=%r)" % (self.refused, self.error)
+
+
+class _Mail:
+    """One mail of a batch: its checked input and what the server said about it."""
+
+    options = None  # DSN and REQUIRETLS keywords, when given
+
+    def __init__(self, from_addr, to_addrs, msg, mail_options, rcpt_options, options):
+        self.from_addr = from_addr
+        self.to_addrs = _addr_list(to_addrs)
+        _check_addr(from_addr, "from_addr")
+        for a in self.to_addrs:
+            _check_addr(a, "recipient")
+        self.mopts = [_b(_check_text(o, "mail option")) for o in mail_options]
+        ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options]
+        self.ropts = [ropts] * len(self.to_addrs)
+        for key in options:
+            if key not in ("notify", "ret", "envid", "requiretls"):
+                raise TypeError("unknown option %s" % key)
+            if key != "requiretls" and options[key] is not None:
+                _check_text(options[key], key)
+        if options:
+            self.options = options
+        self.body = _body(msg)
+        self.refused = {}
+        # Set here, not left to class defaults: the instance dict gets its final size now
+        # (12 entries), not by growing in the middle of the send.
+        self.error = None
+        self.got = 0  # RCPT replies seen
+        self.data = 0  # DATA's reply
+        self.stage = 0  # _ENDED: the end of data went out; _ACCEPTED: 250 to it
+
+    def prepare(self, smtp, caps):
+        """Add the ESMTP parameters the server's EHLO allows; record what it can't take
+        (checked before any byte of the batch is sent)."""
+        try:
+            self._params(smtp, caps)
+        except SMTPNotSupportedError as ex:
+            self.error = ex
+
+    def _params(self, smtp, caps):
+        opts = self.options
+        mopts = self.mopts
+        if not all(_ascii_bytes(_b(a)) for a in [self.from_addr] + self.to_addrs):
+            # RFC 6531 3.4: a non-ASCII address needs the server's SMTPUTF8.
+            if not caps & _SMTPUTF8:
+                raise SMTPNotSupportedError("non-ASCII address and no SMTPUTF8 at the server")
+            mopts.append(b"SMTPUTF8")
+        body = self.body
+        if isinstance(body, (bytes, bytearray)):
+            # RFC 6152 2: declare 8-bit content; without 8BITMIME it may not be sent.
+            if body and max(body) >= 128:
+                if not caps & _8BITMIME:
+                    raise SMTPNotSupportedError("8-bit message and no 8BITMIME at the server")
+                mopts.append(b"BODY=8BITMIME")
+            if caps & _SIZE:
+                # RFC 1870 6: the size after CRLF normalisation, without dot-stuffing.
+                size = _wire_size(body)
+                limit = smtp.engine.size_limit
+                if limit and size > limit:
+                    raise SMTPNotSupportedError(
+                        "message of %d bytes exceeds the server's SIZE %d" % (size, limit)
+                    )
+                mopts.append(b"SIZE=%d" % size)
+        if not opts:
+            return
+        notify, ret, envid = opts.get("notify"), opts.get("ret"), opts.get("envid")
+        if notify or ret or envid:
+            if not caps & _DSN:
+                raise SMTPNotSupportedError("DSN options and no DSN at the server")
+            if ret:
+                mopts.append(b"RET=" + _b(ret).upper())  # RFC 3461 4.3: FULL or HDRS
+            if envid:
+                mopts.append(b"ENVID=" + _xtext(_b(envid)))  # RFC 3461 4.4
+            if notify:
+                # RFC 3461 4.1-4.2: NOTIFY per recipient, with ORCPT naming the address.
+                n = b"NOTIFY=" + _b(notify).upper().replace(b" ", b"")
+                self.ropts = [
+                    r + [n, b"ORCPT=rfc822;" + _xtext(_b(a))]
+                    for r, a in zip(self.ropts, self.to_addrs)
+                ]
+        if opts.get("requiretls"):
+            # RFC 8689 4: only over TLS, and only to a server that offers it.
+            if not (smtp._tls and caps & _REQUIRETLS):
+                raise SMTPNotSupportedError("REQUIRETLS needs TLS and the server's REQUIRETLS")
+            mopts.append(b"REQUIRETLS")
+
+    def reply(self, kind, code, text):
+        if kind == _X_MAIL:
+            if code != 250:
+                self.fail(SMTPSenderRefused(code, text, self.from_addr))
+        elif kind == _X_RCPT:
+            addr = self.to_addrs[self.got]
+            self.got += 1
+            if code != 250 and code != 251:
+                self.refused[addr] = (code, text)
+                if code == 421:  # the server is closing: nobody gets this mail (smtplib too)
+                    for other in self.to_addrs:
+                        self.refused.setdefault(other, (code, text))
+                    self.fail(SMTPRecipientsRefused(self.refused))
+        elif kind == _X_DATA:
+            self.data = code
+            if code != 354:
+                self.fail(SMTPDataError(code, text))
+        elif code != 250:  # a BDAT chunk, or the end of data
+            self.fail(SMTPDataError(code, text))
+        elif kind == _X_END and self.error is None:
+            self.stage = _ACCEPTED
+
+    def fail(self, error):
+        if self.error is None:
+            self.error = error
+
+    def conclude(self):
+        # smtplib: when every recipient was refused, that is the error (not DATA's 554).
+        if self.to_addrs and len(self.refused) == len(self.to_addrs):
+            if not isinstance(self.error, SMTPSenderRefused):
+                self.error = SMTPRecipientsRefused(self.refused)
 
 
 _TLS_MODES = ("starttls", "implicit", "none")
@@ -1386,6 +1738,13 @@ _AUTH_MODES = ("auto", "plain", "login", "cram-md5", "xoauth2", "none")
 class Client:
     """A mail client shaped like NetX Duo's: configure once, then `send()` opens a fresh
     connection per mail, sends, quits, and always returns to its initial state."""
+
+    username = password = from_addr = context = local_hostname = None
+    auth = "auto"
+    tls = "starttls"
+    timeout = 30
+    allow_plaintext_auth = False
+    pipelining = chunking = True
 
     def __init__(
         self,
@@ -1403,6 +1762,8 @@ class Client:
         bufsize=512,
         pool=None,
         allow_plaintext_auth=False,
+        pipelining=True,
+        chunking=True,
     ):
         if tls not in _TLS_MODES:
             raise ValueError("tls must be one of %s" % (_TLS_MODES,))
@@ -1424,16 +1785,18 @@ class Client:
         if port is None:
             port = {"starttls": SUBMISSION_PORT, "implicit": SMTP_SSL_PORT, "none": SMTP_PORT}[tls]
         self.port = port
-        self.username = username
-        self.password = password
-        self.from_addr = from_addr
-        self.auth = auth
-        self.tls = tls
-        self.context = context
-        self.local_hostname = local_hostname
-        self.timeout = timeout
-        self.allow_plaintext_auth = allow_plaintext_auth
         self.pool = pool if pool is not None else Pool(bufsize)
+        # Only values that differ from the class defaults become instance attributes: a
+        # small instance dict is a few hundred bytes less heap on a board.
+        for name, value in (
+            ("username", username), ("password", password), ("from_addr", from_addr),
+            ("auth", auth), ("tls", tls), ("context", context),
+            ("local_hostname", local_hostname), ("timeout", timeout),
+            ("allow_plaintext_auth", allow_plaintext_auth), ("pipelining", pipelining),
+            ("chunking", chunking),
+        ):
+            if getattr(Client, name) != value:
+                setattr(self, name, value)
 
     def _prepare(self, s):
         """Connect, say EHLO, secure and authenticate as configured."""
@@ -1466,62 +1829,60 @@ class Client:
             allow_plaintext_auth=self.allow_plaintext_auth,
         )
 
-    def send(self, to_addrs, msg, *, from_addr=None):
+    def send(self, to_addrs, msg, *, from_addr=None, **options):
         """Send one mail over a fresh connection; return a SendResult. Raises the
         classified exception on failure. A mail the server accepted is reported as sent
-        even if QUIT fails afterwards. The connection is closed whatever happens."""
+        even if QUIT fails afterwards. The connection is closed whatever happens.
+        Options as for SMTP.sendmail (notify, ret, envid, requiretls)."""
+        mail = _Mail(self._sender(from_addr), to_addrs, msg, (), (), options)
+        self._run([mail])
+        if mail.error is not None:
+            raise mail.error
+        return SendResult(mail.refused)
+
+    def send_many(self, mails, **options):
+        """Send several mails on one fresh connection; `mails` holds (to_addrs, msg) or
+        (to_addrs, msg, from_addr) tuples. Returns one SendResult per mail, in order; a
+        mail's failure is in its result's `error`. Errors before the first mail (connect,
+        TLS, AUTH) are raised."""
+        batch = [
+            _Mail(self._sender(m[2] if len(m) > 2 else None), m[0], m[1], (), (), options)
+            for m in mails
+        ]
+        self._run(batch)
+        return [SendResult(m.refused, m.error) for m in batch]
+
+    def _sender(self, from_addr):
         from_addr = from_addr if from_addr is not None else self.from_addr
         if from_addr is None:
             raise ValueError("no from_addr")
-        _check_addr(from_addr, "from_addr")
-        for a in _addr_list(to_addrs):
-            _check_addr(a, "recipient")
-        _body(msg)
+        return from_addr
+
+    def _run(self, mails):
+        """One connection: prepare, send the batch with QUIT in its last flight, close."""
         if self.tls == "implicit":
-            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout, context=self.context, pool=self.pool)
+            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout,
+                         context=self.context, pool=self.pool, pipelining=self.pipelining,
+                         chunking=self.chunking)
         else:
-            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool)
+            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool,
+                     pipelining=self.pipelining, chunking=self.chunking)
         try:
             self._prepare(s)
-            refused = s.sendmail(from_addr, to_addrs, msg)
-            try:
-                s.quit()
-            except (SMTPException, OSError):
-                pass  # the mail was accepted (250 after end of data): that is what counts
-            return SendResult(refused)
+            s._batch(mails, True)
         finally:
             s.close()
 
-    def send_mail(self, to_addrs, subject, body, *, priority=None, attachments=(), html=None,
-                  from_addr=None, cc=(), bcc=(), reply_to=None, inline=(), headers=(),
-                  date=None, eightbit=None):
-        """NetX Duo's nx_smtp_mail_send(recipient, priority, subject, body): compose a mail
-        with smtp_message (imported here, so send() works without that module) and send it
-        over one fresh connection, composed while it is sent. Returns a SendResult.
-        Arguments are smtp_message.Message's; they are checked before connecting."""
+    def send_mail(self, to_addrs, subject, body, *, from_addr=None, **compose):
+        """NetX Duo's nx_smtp_mail_send(recipient, priority, subject, body): compose the
+        mail with smtp_message (imported here, so send() works without that module) while
+        it is sent over one fresh connection. `compose` takes smtp_message.Message's
+        keywords (priority, attachments, html, cc, bcc, reply_to, inline, headers, date,
+        eightbit). Returns a SendResult."""
         import smtp_message
 
-        if from_addr is None:
-            from_addr = self.from_addr
-        if from_addr is None:
-            raise ValueError("no from_addr")
-        msg = smtp_message.Message(
-            from_addr, to_addrs, subject, body, cc=cc, bcc=bcc, reply_to=reply_to, html=html,
-            attachments=attachments, inline=inline, priority=priority, headers=headers,
-            date=date, eightbit=eightbit,
-        )
-        if self.tls == "implicit":
-            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout, context=self.context, pool=self.pool)
-        else:
-            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool)
+        msg = smtp_message.Message(self._sender(from_addr), to_addrs, subject, body, **compose)
         try:
-            self._prepare(s)
-            refused = msg.send(s)  # 8bit and BODY=8BITMIME when the EHLO offers 8BITMIME
-            try:
-                s.quit()
-            except (SMTPException, OSError):
-                pass  # the mail was accepted (250 after end of data): that is what counts
-            return SendResult(refused)
+            return self.send(msg.recipients, msg, from_addr=msg.sender)
         finally:
-            s.close()
             msg.close()

@@ -24,8 +24,9 @@ What comes out (RFC 5322, RFC 2045-2047, RFC 2231, RFC 2387):
   domain), From, To, Cc (Bcc only in the envelope), Reply-To, Subject (RFC 2047 encoded-words
   when not plain ASCII), X-Priority + Importance, your own headers (checked), MIME-Version.
 - text/plain (and text/html) in UTF-8: 7bit when ASCII, 8bit when the server offers
-  8BITMIME, quoted-printable otherwise (and always for a body read from a file, whose line
-  lengths are not known in advance).
+  8BITMIME (`send()` asks its EHLO, or call `plan(True)` and add BODY=8BITMIME yourself),
+  quoted-printable otherwise, and always for a body read from a file, whose line lengths
+  are not known in advance.
 - multipart/alternative for an HTML version, multipart/related for inline images
   (Content-ID), multipart/mixed for attachments, in base64 with 76-character lines; file
   names in RFC 2231 form when not short ASCII.
@@ -70,21 +71,20 @@ _7BIT = const(0)
 _8BIT = const(1)
 _QP = const(2)
 
-_DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_SAKAMOTO = (0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4)
+# Tables as single strings: one object each in RAM, not a tuple of many.
+_DAYS = const("SunMonTueWedThuFriSat")
+_MONTHS = const("JanFebMarAprMayJunJulAugSepOctNovDec")
+_SAKAMOTO = const(b"\x00\x03\x02\x05\x00\x03\x05\x01\x04\x06\x02\x04")
 
 # Headers the composer writes itself; a user header may not repeat them.
-_OWN = ("date", "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "message-id",
-        "mime-version", "x-priority", "importance")
+_OWN = const(" date from sender to cc bcc reply-to subject message-id mime-version x-priority "
+             "importance ")
 
-_TYPES = (
-    ("txt", b"text/plain"), ("log", b"text/plain"), ("csv", b"text/csv"), ("htm", b"text/html"),
-    ("html", b"text/html"), ("json", b"application/json"), ("xml", b"application/xml"),
-    ("pdf", b"application/pdf"), ("zip", b"application/zip"), ("gz", b"application/gzip"),
-    ("jpg", b"image/jpeg"), ("jpeg", b"image/jpeg"), ("png", b"image/png"), ("gif", b"image/gif"),
-    ("bmp", b"image/bmp"), ("wav", b"audio/wav"),
-)
+# " extension type " pairs for file names without a content type.
+_TYPES = const(" txt text/plain log text/plain csv text/csv htm text/html html text/html "
+               "json application/json xml application/xml pdf application/pdf "
+               "zip application/zip gz application/gzip jpg image/jpeg jpeg image/jpeg "
+               "png image/png gif image/gif bmp image/bmp wav audio/wav ")
 
 # RFC 5322 3.2.3 atext, besides letters and digits (a display name made of these is sent as is).
 _ATEXT = "!#$%&'*+-/=?^_`{|}~ "
@@ -249,7 +249,7 @@ def _check_name(name):
         if not "!" <= ch <= "~" or ch == ":":
             raise ValueError("invalid header name %r" % name)
     low = name.lower()
-    if low in _OWN or low.startswith("content-"):
+    if " " + low + " " in _OWN or low.startswith("content-"):
         raise ValueError("header %r is written by the composer" % name)
     return name
 
@@ -263,7 +263,8 @@ def format_date(t):
         raise ValueError("invalid date %r" % (t,))
     yy = y - 1 if mo < 3 else y
     wd = (yy + yy // 4 - yy // 100 + yy // 400 + _SAKAMOTO[mo - 1] + d) % 7
-    return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (_DAYS[wd], d, _MONTHS[mo - 1], y, h, mi, s)
+    return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (
+        _DAYS[3 * wd : 3 * wd + 3], d, _MONTHS[3 * mo - 3 : 3 * mo], y, h, mi, s)
 
 
 def _date(date):
@@ -321,12 +322,12 @@ def _filename_param(filename):
 
 
 def _guess_type(filename):
-    dot = filename.rfind(".")
-    if dot >= 0:
-        ext = filename[dot + 1 :].lower()
-        for e, t in _TYPES:
-            if e == ext:
-                return t
+    ext = filename[filename.rfind(".") + 1 :].lower()
+    if ext and " " not in ext and "/" not in ext:  # every type in _TYPES has a "/"
+        i = _TYPES.find(" " + ext + " ")
+        if i >= 0:
+            i += len(ext) + 2
+            return _TYPES[i : _TYPES.find(" ", i)].encode()
     return b"application/octet-stream"
 
 
@@ -345,57 +346,62 @@ def _source(src, what, encode=True):
     raise TypeError("%s must be bytes, str or a file opened in binary mode" % what)
 
 
-def _part(item, cid=None, encode=True):
-    """An attachment or inline part: (its header as a list of bytes, data, path or None).
-    The header is pieces of constant bytes around the few that vary. The constructor calls
-    this to check the part (encode=False: str data is not encoded yet), readinto to send it."""
+def _part(item, cid=None, send=None):
+    """Check an attachment or inline part (send=None), or also make it ready to send:
+    (its delimiter and header as one tuple of bytes, mostly constants, beginning with the
+    three delimiter pieces in `send`; its data; the path of its file or None)."""
     path = None
     src = None
     ctype = None
     if isinstance(item, str):  # a file name: opened, streamed and closed while sending
-        import os
-
         path = item
-        try:
-            os.stat(path)
-        except OSError:
-            raise ValueError("no such file: %r" % path)
+        if send is None:
+            import os
+
+            try:
+                os.stat(path)
+            except OSError:
+                raise ValueError("no such file: %r" % path)
         filename = path[path.rfind("/") + 1 :]
     else:
         if not isinstance(item, (tuple, list)) or not 2 <= len(item) <= 3:
             raise TypeError("an attachment is a path or (filename, data[, content_type])")
         filename = item[0]
-        src = _source(item[1], "attachment data", encode)
+        src = _source(item[1], "attachment data", send is not None)
         if len(item) > 2:
             ctype = item[2]
     _check(filename, "filename")
     if not filename:
         raise ValueError("empty filename")
-    head = [b"Content-Type: ", _check_type(ctype) if ctype else _guess_type(filename)]
-    quoted = None
-    if _printable(filename) and len(filename) <= 60:
-        quoted = filename.replace("\\", "\\\\").replace('"', '\\"').encode()
-        head += (b';\r\n name="', quoted, b'"')  # name= too, for old mail readers
-    head.append(b"\r\nContent-Transfer-Encoding: base64\r\n")
+    ctype = _check_type(ctype) if ctype else _guess_type(filename)
     if cid is not None:
         _check(cid, "content id")
         if not cid or not _printable(cid) or " " in cid or "<" in cid or ">" in cid \
                 or len(cid) > 200:
             raise ValueError("invalid content id %r" % cid)
-        head += (b"Content-ID: <", cid.encode(), b">\r\n")
-    head.append(b"Content-Disposition: inline;\r\n " if cid
-                else b"Content-Disposition: attachment;\r\n ")
-    if quoted is not None:
-        head += (b'filename="', quoted, b'"\r\n\r\n')
+    if send is None:
+        return None
+    if _printable(filename) and len(filename) <= 60:
+        if '"' in filename or "\\" in filename:
+            filename = filename.replace("\\", "\\\\").replace('"', '\\"')
+        name = filename.encode()
+        params = (b';\r\n name="', name, b'"')  # name= too, for old mail readers
+        fparam = (b'filename="', name, b'"')
     else:
-        head += (_filename_param(filename), b"\r\n\r\n")
+        params = (b"", b"", b"")
+        fparam = (_filename_param(filename), b"", b"")
+    head = (send[0], send[1], send[2], b"Content-Type: ", ctype) + params + (
+        b"\r\nContent-Transfer-Encoding: base64\r\n",
+        b"Content-ID: <" if cid else b"", cid.encode() if cid else b"", b">\r\n" if cid else b"",
+        b"Content-Disposition: inline;\r\n " if cid else b"Content-Disposition: attachment;\r\n ",
+    ) + fparam + (b"\r\n\r\n",)
     return head, src, path
 
 
-def _inline(item, encode=True):
+def _inline(item, send=None):
     if not isinstance(item, (tuple, list)) or not 3 <= len(item) <= 4:
         raise TypeError("an inline part is (content_id, filename, data[, content_type])")
-    return _part(tuple(item[1:]), item[0], encode)
+    return _part(tuple(item[1:]), item[0], send)
 
 
 def _is_stream(src):
@@ -416,7 +422,6 @@ _VIEW = const(7)  # the window a file is read into ...
 _VBUF = const(8)  # ... a view of this buffer ...
 _VOFF = const(9)  # ... at this offset
 _CTES = const(10)  # transfer encodings of body and html
-_HEAD = const(11)  # the part at hand: (its header pieces, data, path)
 
 _TEXT = const(1)
 _PART = const(2)
@@ -428,7 +433,6 @@ _CTE_LINE = (b"7bit\r\n\r\n", b"8bit\r\n\r\n", b"quoted-printable\r\n\r\n")
 def _reset(st):
     st[_I] = st[_COL] = st[_WS] = st[_PHASE] = 0
     st[_CRF] = False
-    st[_HEAD] = None
 
 
 def _put(buf, p, data, st):
@@ -445,8 +449,8 @@ def _put(buf, p, data, st):
     return p + room
 
 
-# Multipart pieces: the random boundary goes between them (pieces are not joined: a new
-# bytes object per delimiter would cost more than a list slot).
+# Multipart pieces: the random boundary goes between them (not joined: a bytes object per
+# delimiter would cost more than the tuple slots).
 _MIXED = (b'Content-Type: multipart/mixed;\r\n boundary="', b'm"\r\n\r\n--', b"m\r\n",
           b"\r\n--", b"m--")
 _ALTERNATIVE = (b'Content-Type: multipart/alternative;\r\n boundary="', b'a"\r\n\r\n--',
@@ -465,8 +469,13 @@ def _close(prog, kind, bnd):
 
 
 def _parts(prog, items, kind, bnd):
+    # RFC 2046 5.1.1: the CRLF before "--boundary" belongs to the delimiter, so a part's
+    # content ends exactly where its data ends.
+    delimiter = (kind[3], bnd, kind[2])
     for item in items:
-        prog.append((_PART, item, kind))
+        head, src, path = _inline(item, delimiter) if kind is _RELATED else \
+            _part(item, None, delimiter)
+        prog.append((_PART, head, src, path))
     _close(prog, kind, bnd)
 
 
@@ -523,18 +532,18 @@ def _b64_lines(buf, p, raw, i, end, lines):
 
 
 def _qp_bytes(buf, p, lim, raw, end, st):
-    """RFC 2045 6.7 quoted-printable: encode raw[st[0]:end] into buf at p until the input
+    """RFC 2045 6.7 quoted-printable: encode raw[st[_I]:end] into buf at p until the input
     is used up or p passes lim (one input byte writes at most 10 bytes). Returns the new p.
-    st = [next input index, output column, pending space or tab, last byte was CR] carries
-    the state between calls (a list: returning a tuple would allocate).
+    st carries the state between calls: next input index, output column, a pending space
+    or tab, whether the last byte was CR (a list: returning a tuple would allocate).
     Line breaks (CRLF, LF or CR) become CRLF; "=", controls and 8-bit bytes become =XX;
     a space or tab before a line break is encoded (rule 3); soft line breaks "=" CRLF keep
     every line at 76 characters or less (rule 5)."""
     H = _HEX
-    i = st[0]
-    col = st[1]
-    ws = st[2]
-    cr = st[3]
+    i = st[_I]
+    col = st[_COL]
+    ws = st[_WS]
+    cr = st[_CRF]
     while i < end and p <= lim:
         c = raw[i]
         i += 1
@@ -594,18 +603,18 @@ def _qp_bytes(buf, p, lim, raw, end, st):
             buf[p + 2] = H[c & 15]
             p += 3
             col += 3
-    st[0] = i
-    st[1] = col
-    st[2] = ws
-    st[3] = cr
+    st[_I] = i
+    st[_COL] = col
+    st[_WS] = ws
+    st[_CRF] = cr
     return p
 
 
 def _qp_end(buf, p, st):
     """The end of the data ends a line: encode a pending space or tab (at most 6 bytes)."""
-    ws = st[2]
+    ws = st[_WS]
     if ws:
-        if st[1] > 72:
+        if st[_COL] > 72:
             buf[p] = _EQ
             buf[p + 1] = _CR
             buf[p + 2] = _LF
@@ -614,7 +623,7 @@ def _qp_end(buf, p, st):
         buf[p + 1] = _HEX[ws >> 4]
         buf[p + 2] = _HEX[ws & 15]
         p += 3
-        st[2] = 0
+        st[_WS] = 0
     return p
 
 
@@ -637,7 +646,8 @@ class Message:
         one the composer writes).
     date: None (the RTC; left out while the RTC is unset), a UTC time tuple
         (year, month, day, hour, minute, second, ...), a preformatted str, or False (no Date).
-    eightbit: None (send() decides from the server's 8BITMIME), True or False.
+    eightbit: True (default): UTF-8 text may go out as 8bit where the session allows it
+        (plan(); send() asks the server's EHLO); False: always 7-bit (quoted-printable).
 
     `sender` and `recipients` (To, Cc and Bcc addresses) are the envelope for sendmail();
     `message_id` is the Message-ID. Arguments are checked here, before anything is sent:
@@ -646,7 +656,7 @@ class Message:
 
     def __init__(self, from_addr, to_addrs, subject, body="", *, cc=(), bcc=(),
                  reply_to=None, html=None, attachments=(), inline=(), priority=None,
-                 headers=(), date=None, eightbit=None):
+                 headers=(), date=None, eightbit=True):
         import binascii
         import os
 
@@ -661,14 +671,14 @@ class Message:
         body = _source(body, "body")
         if html is not None:
             html = _source(html, "html")
-        # Parts are checked here and rendered when their turn comes: until then a mail
-        # with attachments holds no more than references to them.
+        # Parts are checked first (nothing is built for a mail with bad arguments), their
+        # headers made with the program below: nothing is allocated for them while sending.
         atts = list(attachments)
         for item in atts:
-            _part(item, None, False)
+            _part(item)
         parts = list(inline)
         for item in parts:
-            _inline(item, False)
+            _inline(item)
         if parts and html is None:
             raise ValueError("inline parts are referred to by the html: give html")
 
@@ -706,9 +716,9 @@ class Message:
         bnd = b"=_" + binascii.hexlify(os.urandom(12))
 
         # The mail as a program of a few steps, run by readinto: a tuple of bytes objects is
-        # copied as it is, (_TEXT, data, 0 or 1) is the text or the HTML part, (_PART, item,
-        # kind) an attachment or inline part. Small tuples, not one long list: no large
-        # block to find in a fragmented heap.
+        # copied as it is, (_TEXT, data, 0 or 1) is the text or the HTML part, (_PART,
+        # header pieces, data, path) an attachment or inline part. Small tuples, not one
+        # long list: no large block to find in a fragmented heap.
         prog = [tuple(h)]
         h = None
         if atts:
@@ -736,24 +746,24 @@ class Message:
         self.eightbit = eightbit
         self._texts = (body, html, bool(atts) or html is not None, bnd)
         self._prog = prog
-        # Where readinto is (see _I.._HEAD): the step, the index in it (-1: complete), the
+        # Where readinto is (see _I.._CTES): the step, the index in it (-1: complete), the
         # quoted-printable state, the piece, the open file, the read window, the transfer
-        # encodings of body and html (chosen by _plan), the part at hand.
-        self._st = [0, 0, 0, False, -1, 0, None, None, None, 0, None, None]
+        # encodings of body and html (chosen by plan).
+        self._st = [0, 0, 0, False, -1, 0, None, None, None, 0, None]
 
     # ----- what the envelope needs to know
 
-    def _plan(self, eight):
-        """Choose each text part's transfer encoding; eight: the server takes 8BITMIME."""
+    def plan(self, eightbit_ok):
+        """Start the mail from its first byte, choosing each text part's transfer encoding:
+        eightbit_ok says the server offered 8BITMIME. Returns True when a text part will go
+        out as 8bit: then MAIL FROM must carry BODY=8BITMIME (RFC 6152 2). Without a call,
+        readinto plans for a server without 8BITMIME: 7-bit data only."""
+        self.rewind()
         body, html, multi, _ = self._texts
-        self._st[_CTES] = (self._cte(body, eight, multi),
-                           _QP if html is None else self._cte(html, eight, multi))
-
-    @property
-    def uses_8bit(self):
-        """True when a text part goes out as 8bit: MAIL FROM needs BODY=8BITMIME."""
-        ctes = self._st[_CTES]
-        return ctes is not None and _8BIT in ctes
+        ok = eightbit_ok and self.eightbit
+        ctes = self._st[_CTES] = (self._cte(body, ok, multi),
+                                  _QP if html is None else self._cte(html, ok, multi))
+        return _8BIT in ctes
 
     def _cte(self, src, eight, multi):
         if _is_stream(src):
@@ -781,16 +791,13 @@ class Message:
     def send(self, smtp):
         """Send over a connected smtp_client.SMTP session (EHLO, STARTTLS, login done or
         done here as needed). Returns sendmail's dict of refused recipients. Uses 8bit text
-        and BODY=8BITMIME (RFC 6152) when the server offers it, unless eightbit=False."""
+        and BODY=8BITMIME (RFC 6152) when the server offers it, unless eightbit=False.
+        Sending again sends the same mail (same Message-ID; files from paths reopened)."""
         smtp.ehlo_or_helo_if_needed()
-        eight = self.eightbit
-        if eight is None:
-            eight = smtp.has_extn("8bitmime")
-        self.rewind()
-        self._plan(eight)
+        eight = self.plan(smtp.has_extn("8bitmime"))
         try:
             return smtp.sendmail(self.sender, self.recipients, self,
-                                 ("BODY=8BITMIME",) if self.uses_8bit else ())
+                                 ("BODY=8BITMIME",) if eight else ())
         finally:
             self.close()
 
@@ -820,7 +827,7 @@ class Message:
             if len(buf) < _MIN_BUF:
                 raise ValueError("buffer smaller than %d bytes" % _MIN_BUF)
             if st[_CTES] is None:
-                self._plan(self.eightbit is True)
+                self.plan(False)
             k = st[_K] = 0
             _reset(st)
         p = 0
@@ -829,7 +836,7 @@ class Message:
             if step[0] == _TEXT:
                 p = self._text(buf, p, step[1], step[2])
             elif step[0] == _PART:
-                p = self._part(buf, p, step[1], step[2])
+                p = self._part(buf, p, step)
             else:
                 p = _pieces(buf, p, step, st)
             if st[_I] >= 0:
@@ -865,12 +872,12 @@ class Message:
     def _text(self, buf, p, src, which):
         st = self._st
         cte = st[_CTES][which]
-        if st[_PHASE] < 2:  # the part's header: two pieces
-            p = _pieces(buf, p, (_TEXT_HEAD[which], _CTE_LINE[cte]), st)
+        while st[_PHASE] < 2:  # the part's header: two pieces
+            p = _put(buf, p, _CTE_LINE[cte] if st[_PHASE] else _TEXT_HEAD[which], st)
             if st[_I] >= 0:
                 return p
             st[_I] = 0
-            st[_PHASE] = 2
+            st[_PHASE] += 1
         if cte != _QP:
             return _put(buf, p, src, st)  # lines and bytes checked in _cte; the core does CRLF
         size = len(buf)
@@ -897,27 +904,16 @@ class Message:
         st[_I] = -1
         return p
 
-    def _part(self, buf, p, item, kind):
-        """An attachment or inline part: delimiter, header, then the data in base64."""
+    def _part(self, buf, p, step):
+        """An attachment or inline part: delimiter and header, then the data in base64."""
         st = self._st
-        h = st[_HEAD]
-        if h is None:
-            h = _inline(item) if kind is _RELATED else _part(item)
-            # RFC 2046 5.1.1: the CRLF before "--boundary" belongs to the delimiter, so a
-            # part's content ends exactly where its data ends.
-            h[0][0:0] = (kind[3], self._texts[3], kind[2])
-            st[_HEAD] = h
-            st[_PHASE] = 0
         if st[_PHASE] >= 0:
-            p = _pieces(buf, p, h[0], st)
+            p = _pieces(buf, p, step[1], st)
             if st[_I] >= 0:
                 return p
             st[_PHASE] = -1
             st[_I] = 0
-        p = self._base64(buf, p, h[1], h[2])
-        if st[_I] < 0:
-            st[_HEAD] = None
-        return p
+        return self._base64(buf, p, step[2], step[3])
 
     def _base64(self, buf, p, src, path):
         """A part's data in base64. From a file, in place: each call reads 57 bytes per line

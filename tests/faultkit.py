@@ -118,7 +118,7 @@ def report(fn, s=None):
 
 # The server side of the standard mail, in pieces to build fault scripts from.
 GREET = [("send", b"220 fake.example ESMTP\r\n")]
-EHLO_REPLY = b"250-fake.example\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n"
+EHLO_REPLY = b"250-fake.example\r\n250 8BITMIME\r\n"  # no SIZE: MAIL lines stay bare
 EHLO = [("expect", b"EHLO "), ("send", EHLO_REPLY)]
 MAIL = [("expect", b"MAIL FROM:<from@example.com>"), ("send", b"250 2.1.0 ok\r\n")]
 RCPT = [("expect", b"RCPT TO:<to@example.com>"), ("send", b"250 2.1.5 ok\r\n")]

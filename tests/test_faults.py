@@ -38,8 +38,10 @@ def assert_failed_then_sent(outs, srv, exc, *, closed=True):
 def test_every_reply_split_at_every_byte(runtime):
     # 4.2: a reply is complete at its CRLF, however TCP cuts it. Multi-line greeting too.
     script = split(
-        [("send", b"220-fake.example ESMTP\r\n220 ready\r\n")] + EHLO + MAIL + RCPT + DATA
-        + EOD + QUIT
+        [("send", b"220-fake.example ESMTP\r\n220 ready\r\n")]
+        + [("expect", b"EHLO "), ("send", b"250-fake.example\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n")]
+        + [("expect", b"MAIL FROM:<from@example.com> SIZE=21"), ("send", b"250 2.1.0 ok\r\n")]
+        + RCPT + DATA + EOD + QUIT
     )
     outs, srv = drive(runtime, script, """
         s = sc.SMTP(timeout=TIMEOUT)
