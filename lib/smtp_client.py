@@ -1417,6 +1417,13 @@ class SMTP:
         except BaseException:
             self.close()
             raise
+        if e.room() < 5:
+            # The end needs room too: CRLF for an open last line, then "." CRLF.
+            if not stuff:
+                self._next_chunk(mail, 0)
+            self._push()
+            if not stuff:
+                e.chunk_open()
         if stuff:
             e.finish()
         else:
@@ -1745,6 +1752,7 @@ class Client:
     timeout = 30
     allow_plaintext_auth = False
     pipelining = chunking = True
+    _smtp = None
 
     def __init__(
         self,
@@ -1860,13 +1868,18 @@ class Client:
 
     def _run(self, mails):
         """One connection: prepare, send the batch with QUIT in its last flight, close."""
-        if self.tls == "implicit":
-            s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout,
-                         context=self.context, pool=self.pool, pipelining=self.pipelining,
-                         chunking=self.chunking)
-        else:
-            s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool,
-                     pipelining=self.pipelining, chunking=self.chunking)
+        s = self._smtp
+        if s is None:
+            # Made once and reused: every send() connects it afresh (connect() starts from a
+            # clean engine) and closes it, so nothing carries over between mails.
+            if self.tls == "implicit":
+                s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout,
+                             context=self.context, pool=self.pool, pipelining=self.pipelining,
+                             chunking=self.chunking)
+            else:
+                s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout,
+                         pool=self.pool, pipelining=self.pipelining, chunking=self.chunking)
+            self._smtp = s
         try:
             self._prepare(s)
             s._batch(mails, True)

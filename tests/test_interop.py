@@ -624,3 +624,24 @@ def test_ehlo_name(runtime, mailserver, name, seen):
 
 # 16 (250, then the server drops the connection before QUIT's reply) needs a server that
 # misbehaves on cue: it is covered with the scripted server in the fault tests.
+
+
+def test_every_body_length_around_the_buffer_size(mailserver, runtime):
+    # Regression: the end of data (CRLF "." CRLF) needs room in tx after the last bytes;
+    # bodies that filled tx to within 5 bytes raised ValueError. Every length around one and
+    # two buffers, as bytes and from a file, is delivered intact.
+    srv = mailserver(tls="none")
+    run_ok(f"""
+        import smtp_client
+        s = smtp_client.SMTP("127.0.0.1", {srv.port})
+        text = (b"y" * 58 + b"\\r\\n") * 40
+        for n in list(range(490, 530)) + list(range(1000, 1040)):
+            s.sendmail("a@example.com", ["b@example.com"], text[:n])
+        s.quit()
+    """, runtime=runtime)
+    text = (b"y" * 58 + b"\r\n") * 40
+    lengths = list(range(490, 530)) + list(range(1000, 1040))
+    assert len(srv.messages) == len(lengths)
+    for n, m in zip(lengths, srv.messages):
+        want = text[:n] if text[:n].endswith(b"\r\n") else text[:n].rstrip(b"\r") + b"\r\n"
+        assert m.content == want, n
