@@ -1667,12 +1667,14 @@ class _Mail:
                 raise SMTPNotSupportedError("non-ASCII address and no SMTPUTF8 at the server")
             mopts.append(b"SMTPUTF8")
         body = self.body
+        declared = any(o.upper().startswith(b"BODY=") for o in mopts)
         if isinstance(body, (bytes, bytearray)):
             # RFC 6152 2: declare 8-bit content; without 8BITMIME it may not be sent.
             if body and max(body) >= 128:
                 if not caps & _8BITMIME:
                     raise SMTPNotSupportedError("8-bit message and no 8BITMIME at the server")
-                mopts.append(b"BODY=8BITMIME")
+                if not declared:
+                    mopts.append(b"BODY=8BITMIME")
             if caps & _SIZE:
                 # RFC 1870 6: the size after CRLF normalisation, without dot-stuffing.
                 size = _wire_size(body)
@@ -1682,6 +1684,11 @@ class _Mail:
                         "message of %d bytes exceeds the server's SIZE %d" % (size, limit)
                     )
                 mopts.append(b"SIZE=%d" % size)
+        elif hasattr(body, "plan"):
+            # smtp_message.Message picks its transfer encodings now that the EHLO is known:
+            # 8bit text needs BODY=8BITMIME (RFC 6152 3).
+            if body.plan(bool(caps & _8BITMIME)) and not declared:
+                mopts.append(b"BODY=8BITMIME")
         if not opts:
             return
         notify, ret, envid = opts.get("notify"), opts.get("ret"), opts.get("envid")
