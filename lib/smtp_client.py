@@ -7,9 +7,13 @@ transport and those buffers. The smtplib names, signatures and exceptions are ke
 """
 
 from micropython import const
-import socket
 import sys
 import time
+
+try:
+    import socket
+except ImportError:  # CircuitPython has no socket module: pass socket_pool= (Adafruit style)
+    socket = None  # type: ignore[assignment]
 
 __version__ = "0.1.0"
 
@@ -161,6 +165,10 @@ class SMTPHeloError(SMTPResponseException):
 
 class SMTPAuthenticationError(SMTPResponseException):
     """Authentication failed (535, 534, 454, ...)."""
+
+
+class _Stop(Exception):
+    """Private: ends a message body early (a refused BDAT chunk in lock-step)."""
 
 
 def _enhanced(code, msg):
@@ -611,18 +619,20 @@ if _MPY:
         return time.ticks_add(time.ticks_ms(), ms)
 
 else:
+    # CPython and CircuitPython. monotonic_ns: CircuitPython's float monotonic() loses
+    # millisecond resolution after about an hour of uptime.
 
     def _now():
-        return int(time.monotonic() * 1000)
+        return time.monotonic_ns() // 1000000
 
     def _left(deadline):
-        return deadline - int(time.monotonic() * 1000)
+        return deadline - time.monotonic_ns() // 1000000
 
     def _deadline(seconds):
-        return int(time.monotonic() * 1000) + int(seconds * 1000)
+        return time.monotonic_ns() // 1000000 + int(seconds * 1000)
 
     def _after(ms):
-        return int(time.monotonic() * 1000) + ms
+        return time.monotonic_ns() // 1000000 + ms
 
 
 class _MpyTransport:
@@ -656,7 +666,7 @@ class _MpyTransport:
 
     def ready(self):
         """Bytes waiting to be read right now (used to detect unsolicited data)."""
-        for _ in self.pin.ipoll(0):
+        for _ in self.pin.ipoll(0):  # type: ignore[attr-defined]  # MicroPython's poll
             return True
         return False
 
@@ -699,7 +709,7 @@ class _CpyTransport:
         self._timeout(deadline)
         try:
             return self.sock.recv_into(buf)
-        except socket.timeout:
+        except socket.timeout:  # type: ignore[attr-defined]  # this class is CPython's
             raise SMTPTimeoutError("timed out")
 
     def ready(self):
@@ -709,7 +719,7 @@ class _CpyTransport:
         pending = getattr(sock, "pending", None)
         if self.early or (pending and pending()):
             return True
-        if not select.select([sock], [], [], 0)[0]:
+        if not select.select([sock], [], [], 0)[0]:  # type: ignore[attr-defined]  # CPython
             return False
         if pending is None:
             return True
@@ -731,7 +741,7 @@ class _CpyTransport:
         self._timeout(deadline)
         try:
             self.sock.sendall(memoryview(buf)[off : off + n])
-        except socket.timeout:
+        except socket.timeout:  # type: ignore[attr-defined]  # this class is CPython's
             raise SMTPTimeoutError("timed out")
 
     def close(self):
@@ -743,30 +753,117 @@ class _CpyTransport:
 
 _Transport = _MpyTransport if _MPY else _CpyTransport
 
+# What a socketpool socket raises when nothing came in time: EAGAIN (a zero timeout, or
+# mbedTLS's WANT_READ) and ETIMEDOUT, which is 110 or 116 depending on the port's libc.
+_WAIT_ERRNOS = (11, 110, 116)
+
+
+class _PoolTransport:
+    """Sockets from a `socket_pool` (CircuitPython's socketpool and ssl, Adafruit style):
+    `recv_into` returns what is there (a short read), `send` may write less than asked, a
+    timeout is OSError(ETIMEDOUT), and there is no select: a read with a zero timeout tells
+    whether a byte waits."""
+
+    early = False  # ready() read one byte ahead; it is in self.one
+    eof = False  # ready() saw the connection close
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.one = bytearray(1)
+
+    def _timeout(self, deadline):
+        ms = _left(deadline)
+        if ms <= 0:
+            raise SMTPTimeoutError("timed out")
+        self.sock.settimeout(ms / 1000)
+
+    def readinto(self, buf, deadline):
+        if self.early:
+            self.early = False
+            buf[0] = self.one[0]
+            return 1
+        if self.eof:
+            return 0
+        self._timeout(deadline)
+        try:
+            return self.sock.recv_into(buf)
+        except OSError as ex:
+            if ex.errno in _WAIT_ERRNOS or _left(deadline) <= 0:
+                raise SMTPTimeoutError("timed out")
+            raise
+
+    def ready(self):
+        if self.early or self.eof:
+            return True
+        sock = self.sock
+        sock.settimeout(0)
+        try:
+            n = sock.recv_into(self.one, 1)
+        except OSError as ex:
+            # EAGAIN: nothing waiting. Anything else (ENOTCONN: closed) is reported by the
+            # read that follows.
+            return ex.errno not in _WAIT_ERRNOS
+        if n:
+            self.early = True
+        else:
+            self.eof = True
+        return True
+
+    def write(self, buf, off, n, deadline):
+        sock = self.sock
+        view = memoryview(buf)
+        end = off + n
+        while off < end:
+            self._timeout(deadline)
+            try:
+                k = sock.send(view[off:end])
+            except OSError as ex:
+                if ex.errno in _WAIT_ERRNOS:
+                    continue  # the deadline check above ends this
+                raise
+            off += k
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
 
 def create_context(cadata=None, *, verify=True):
     """An SSLContext for a client: certificates verified by default.
 
-    `cadata`: CA certificate(s) in DER (MicroPython needs DER; CPython takes DER or PEM
-    text). `verify=False` turns verification off: anyone on the path can then read the
-    password. It is never the default and it prints a warning."""
+    `cadata`: a CA certificate in DER, or a list of them (a server's chain may end at any
+    of several roots, e.g. certs/gts-root-r1.der and certs/gts-root-r4.der for Gmail).
+    MicroPython needs DER; CPython also takes PEM text. `verify=False` turns verification
+    off: anyone on the path can then read the password. It is never the default and it
+    prints a warning."""
+    cas = cadata if isinstance(cadata, (list, tuple)) else () if cadata is None else (cadata,)
     if _MPY:
         try:
             import tls
-        except ImportError:
-            import ssl as tls
+        except ImportError:  # before MicroPython 1.23
+            import ssl as tls  # type: ignore[no-redef]
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        # verify_mode: documented (library/ssl.html), missing from the ports' stubs.
         if verify:
-            ctx.verify_mode = tls.CERT_REQUIRED
-            if cadata is not None:
-                # tls.SSLContext takes the DER CA positionally (no keyword arguments).
-                ctx.load_verify_locations(cadata)
+            ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
+            for ca in cas:
+                # tls.SSLContext takes the DER CA positionally (no keyword arguments);
+                # each call adds one to the trusted set.
+                ctx.load_verify_locations(ca)
         else:
-            ctx.verify_mode = tls.CERT_NONE
+            ctx.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]
+    elif sys.implementation.name == "circuitpython":
+        import ssl
+
+        ctx = _cp_context(ssl, cas, verify)
     else:
         import ssl
 
         if verify:
+            if cas:  # CPython reads concatenated DER certificates (or PEM text)
+                cadata = ("" if isinstance(cas[0], str) else b"").join(cas)
             ctx = ssl.create_default_context(cadata=cadata)
         else:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -775,6 +872,27 @@ def create_context(cadata=None, *, verify=True):
     if not verify:
         print("smtp_client: WARNING: TLS certificate verification is OFF")
     return ctx
+
+
+def _cp_context(ssl, cas, verify):
+    # CircuitPython's ssl: create_default_context() trusts the firmware's root bundle; its
+    # load_verify_locations(cadata=) takes PEM text and replaces that bundle. A bare
+    # SSLContext() has no CA at all, which means no verification.
+    if not verify:
+        return ssl.SSLContext()
+    ctx = ssl.create_default_context()
+    if cas:
+        ctx.load_verify_locations(cadata="".join(c if isinstance(c, str) else _pem(c) for c in cas))
+    return ctx
+
+
+def _pem(der):
+    """A DER certificate as PEM text (RFC 7468: base64 in lines of 64)."""
+    import binascii
+
+    b64 = binascii.b2a_base64(der).strip().decode()
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % "\n".join(lines)
 
 
 def _is_ip(host):
@@ -802,6 +920,8 @@ class SMTP:
     pipelining = chunking = True  # escape hatches for servers that advertise and break
     _exp = _mails = None  # the transaction engine's state while a batch runs
     _sent = _ms = 0
+    socket_pool = ssl_context = context = None  # context: SMTP_SSL's
+    _implicit = False  # TLS from the first byte (SMTP_SSL)
 
     def __init__(
         self,
@@ -815,7 +935,16 @@ class SMTP:
         pool=None,
         pipelining=True,
         chunking=True,
+        socket_pool=None,
+        ssl_context=None,
     ):
+        # socket_pool: where sockets come from (CircuitPython's socketpool.SocketPool);
+        # default: the socket module. ssl_context: the context for TLS when none is given
+        # to starttls() (or, in SMTP_SSL, as context=).
+        if socket_pool is not None:
+            self.socket_pool = socket_pool
+        if ssl_context is not None:
+            self.ssl_context = ssl_context
         if local_hostname is not None:
             _check_text(local_hostname, "local_hostname")
             self.local_hostname = local_hostname
@@ -855,6 +984,8 @@ class SMTP:
 
     def _open(self, host, port, deadline):
         """Connect to the first address of host that answers (IPv4 or IPv6)."""
+        if self.socket_pool is not None:
+            return self._open_pool(host, port, deadline)
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         if not infos:
             raise OSError("no address for %s" % host)
@@ -872,6 +1003,29 @@ class SMTP:
                 err = e
                 sock.close()
         raise err
+
+    def _open_pool(self, host, port, deadline):
+        # CircuitPython's ssl cannot wrap a connected socket: for implicit TLS the socket is
+        # wrapped first and the handshake runs inside connect(). Its errors are OSErrors
+        # with negative (mbedTLS) numbers, or ValueError; TCP errors have positive ones.
+        pool = self.socket_pool
+        af, kind, proto, _, addr = pool.getaddrinfo(host, port, 0, pool.SOCK_STREAM)[0]
+        sock = pool.socket(af, kind, proto)
+        try:
+            sock.settimeout(max(_left(deadline), 1) / 1000)
+            if self.source_address is not None:
+                sock.bind(self.source_address)
+            if self._implicit:
+                ctx = self.context or self.ssl_context or create_context()
+                sock = ctx.wrap_socket(sock, server_hostname=host)
+            sock.connect(addr)
+        except (OSError, ValueError) as e:
+            sock.close()
+            if self._implicit and (isinstance(e, ValueError) or (e.errno or 0) < 0):
+                raise SMTPTLSError("TLS handshake with %s failed: %r" % (host, e))
+            raise
+        self._set_nodelay(sock)
+        return sock
 
     @staticmethod
     def _set_nodelay(sock):
@@ -906,7 +1060,10 @@ class SMTP:
         self.sock = sock
         try:
             self._after_connect(deadline)
-            self._io = _Transport(self.sock)
+            if self.socket_pool is not None:
+                self._io = _PoolTransport(self.sock)
+            else:
+                self._io = _Transport(self.sock)
             self.engine.pending = 1
             code = self._reply(deadline, keep=True)
         except BaseException:
@@ -1061,7 +1218,7 @@ class SMTP:
             addr = self._host if _is_ip(self._host) else None
             if addr is None:
                 try:
-                    import network
+                    import network  # type: ignore[import-not-found]  # boards only
 
                     addr = network.WLAN(network.STA_IF).ifconfig()[0]
                 except Exception:
@@ -1126,6 +1283,11 @@ class SMTP:
     def starttls(self, keyfile=None, certfile=None, *, context=None):
         """Upgrade to TLS. Fails closed: bytes received after the 220 are an attack
         (RFC 3207 6, CVE-2011-0411 style injection)."""
+        if self.socket_pool is not None:
+            raise SMTPNotSupportedError(
+                "STARTTLS is not possible with socket_pool: CircuitPython cannot wrap a "
+                "connected socket; use implicit TLS (SMTP_SSL, port 465, tls='implicit')"
+            )
         self.ehlo_or_helo_if_needed()
         if not self.engine.caps & _STARTTLS:
             raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
@@ -1142,7 +1304,7 @@ class SMTP:
         if e.rx_pos < e.rx_end or self._io.ready():
             self.close()
             raise SMTPProtocolError("server sent data after 220 to STARTTLS (injection)")
-        self._wrap(context, deadline)
+        self._wrap(context or self.ssl_context, deadline)
         self._io = _Transport(self.sock)
         # RFC 3207 4.2: forget everything learnt before TLS and say EHLO again.
         e.reset()
@@ -1307,6 +1469,10 @@ class SMTP:
                     self._push()
                     self._collect(0)  # the body may only follow 354 (RFC 5321 4.1.1.4)
                     if mail.data == 354:
+                        if len(mail.refused) == len(mail.to_addrs):
+                            # RFC 2920 3.1: DATA accepted although every RCPT was refused:
+                            # end it with a single dot, never the message.
+                            mail.body = b""
                         self._send_body(mail, True)
                     else:
                         continue
@@ -1387,13 +1553,18 @@ class SMTP:
 
     def _send_body(self, mail, stuff):
         """Stream the body through tx: with DATA, dot-stuffed and ended by "." (RFC 5321
-        4.1.1.4); with BDAT, in chunks of tx's size, the last one marked LAST (RFC 3030).
-        If the source fails, the connection is dropped without an end of data, so a
-        truncated mail is never delivered."""
+        4.1.1.4); with BDAT, in chunks of tx's size, the last one marked LAST (RFC 3030;
+        lock-step without PIPELINING, where a refused chunk ends it). If the source fails,
+        the connection is dropped without an end of data, so a truncated mail is never
+        delivered."""
         e = self.engine
         body = mail.body
         e.body_start(stuff)
         if not stuff:
+            if e.room() < _BDAT_ROOM + 32:
+                # MAIL/RCPT lines filled tx: send them first, so the chunk's "BDAT <n>" and
+                # some data fit behind them (RFC 3030 2; a group may span writes, RFC 2920).
+                self._push()
             e.chunk_open()
         try:
             if hasattr(body, "readinto"):
@@ -1412,18 +1583,21 @@ class SMTP:
                     if not isinstance(piece, (bytes, bytearray)):
                         raise TypeError("message chunks must be bytes")
                     self._region(piece, len(piece), mail)
+            if e.room() < 5:
+                # The end needs room too: CRLF for an open last line, then "." CRLF.
+                if not stuff:
+                    self._next_chunk(mail, 0)
+                self._push()
+                if not stuff:
+                    self._chunk_sent(mail)
+                    e.chunk_open()
+        except _Stop:
+            return  # RFC 3030 2: a refused chunk ends the body (no LAST); RSET follows
         except SMTPException:
             raise
         except BaseException:
             self.close()
             raise
-        if e.room() < 5:
-            # The end needs room too: CRLF for an open last line, then "." CRLF.
-            if not stuff:
-                self._next_chunk(mail, 0)
-            self._push()
-            if not stuff:
-                e.chunk_open()
         if stuff:
             e.finish()
         else:
@@ -1450,6 +1624,7 @@ class SMTP:
             e.passed(src, k)
             i = k
             if not e.stuff:
+                self._chunk_sent(mail)
                 e.chunk_open()
         while i < j:
             i = e.encode(src, i, j)
@@ -1458,7 +1633,17 @@ class SMTP:
                     self._next_chunk(mail, 0)
                 self._push()
                 if not e.stuff:
+                    self._chunk_sent(mail)
                     e.chunk_open()
+
+    def _chunk_sent(self, mail):
+        """A BDAT chunk (not the last) went out. Without PIPELINING wait for its reply
+        (RFC 2920 1: one command at a time): RFC 3030 2 forbids any further BDAT after a
+        4xx/5xx to a chunk, so a refused chunk stops the body (_Stop)."""
+        if not (self.pipelining and self.engine.caps & _PIPELINING):
+            self._collect(0)
+            if mail.error is not None:
+                raise _Stop
 
     def _next_chunk(self, mail, extra):
         """Close the open BDAT chunk (with `extra` bytes that will be written straight
@@ -1493,6 +1678,18 @@ class SMTP:
             return self._cmd(b"QUIT")
         finally:
             self.close()
+
+
+def _eight_bit(body, exact):
+    """Does the body have bytes over 127? CPython answers in C (isascii). MicroPython has
+    only max(), about 26 ns a byte: unless `exact`, a body over 64 KB is taken as 8-bit
+    (BODY=8BITMIME may be declared for 7-bit data too, RFC 6152 3), so a 10 MB body is not
+    scanned twice before it is sent."""
+    if hasattr(body, "isascii"):
+        return not body.isascii()
+    if not exact and len(body) > 65536:
+        return True
+    return bool(body) and max(body) >= 128
 
 
 def _wire_size(body):
@@ -1581,14 +1778,19 @@ class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (RFC 8314 3.3, port 465)."""
 
     default_port = SMTP_SSL_PORT
+    _implicit = True
 
     def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None,
                  *, context=None, **kw):
-        self.context = context
+        # ssl_context= (Adafruit's name) is the same as context=.
+        self.context = context if context is not None else kw.get("ssl_context")
         super().__init__(host, port, local_hostname, timeout, source_address, **kw)
 
     def _after_connect(self, deadline):
-        self._wrap(self.context, deadline)
+        if self.socket_pool is not None:
+            self._tls = True  # the handshake ran in _open_pool
+        else:
+            self._wrap(self.context, deadline)
 
 
 # --------------------------------------------------------------------------- per-mail Client
@@ -1669,12 +1871,12 @@ class _Mail:
         body = self.body
         declared = any(o.upper().startswith(b"BODY=") for o in mopts)
         if isinstance(body, (bytes, bytearray)):
-            # RFC 6152 2: declare 8-bit content; without 8BITMIME it may not be sent.
-            if body and max(body) >= 128:
-                if not caps & _8BITMIME:
-                    raise SMTPNotSupportedError("8-bit message and no 8BITMIME at the server")
-                if not declared:
+            # RFC 6152 3: declare 8-bit content; without 8BITMIME it may not be sent.
+            if caps & _8BITMIME:
+                if not declared and _eight_bit(body, False):
                     mopts.append(b"BODY=8BITMIME")
+            elif _eight_bit(body, True):
+                raise SMTPNotSupportedError("8-bit message and no 8BITMIME at the server")
             if caps & _SIZE:
                 # RFC 1870 6: the size after CRLF normalisation, without dot-stuffing.
                 size = _wire_size(body)
@@ -1719,7 +1921,9 @@ class _Mail:
         elif kind == _X_RCPT:
             addr = self.to_addrs[self.got]
             self.got += 1
-            if code != 250 and code != 251:
+            # RFC 2920 3.1: after a refused MAIL the server answers its pipelined RCPTs
+            # with 503 (bad sequence): that is about the sender, not these recipients.
+            if code != 250 and code != 251 and not isinstance(self.error, SMTPSenderRefused):
                 self.refused[addr] = (code, text)
                 if code == 421:  # the server is closing: nobody gets this mail (smtplib too)
                     for other in self.to_addrs:
@@ -1753,7 +1957,7 @@ class Client:
     """A mail client shaped like NetX Duo's: configure once, then `send()` opens a fresh
     connection per mail, sends, quits, and always returns to its initial state."""
 
-    username = password = from_addr = context = local_hostname = None
+    username = password = from_addr = context = local_hostname = socket_pool = None
     auth = "auto"
     tls = "starttls"
     timeout = 30
@@ -1779,9 +1983,18 @@ class Client:
         allow_plaintext_auth=False,
         pipelining=True,
         chunking=True,
+        socket_pool=None,
+        ssl_context=None,
     ):
         if tls not in _TLS_MODES:
             raise ValueError("tls must be one of %s" % (_TLS_MODES,))
+        if socket_pool is not None and tls == "starttls":
+            raise ValueError(
+                "socket_pool needs tls='implicit' (port 465) or tls='none': CircuitPython "
+                "cannot wrap a connected socket, so STARTTLS is impossible"
+            )
+        if context is None:
+            context = ssl_context  # Adafruit's name for the same thing
         if auth not in _AUTH_MODES:
             raise ValueError("auth must be one of %s" % (_AUTH_MODES,))
         if auth not in ("auto", "none") and (username is None or password is None):
@@ -1808,7 +2021,7 @@ class Client:
             ("auth", auth), ("tls", tls), ("context", context),
             ("local_hostname", local_hostname), ("timeout", timeout),
             ("allow_plaintext_auth", allow_plaintext_auth), ("pipelining", pipelining),
-            ("chunking", chunking),
+            ("chunking", chunking), ("socket_pool", socket_pool),
         ):
             if getattr(Client, name) != value:
                 setattr(self, name, value)
@@ -1882,10 +2095,11 @@ class Client:
             if self.tls == "implicit":
                 s = SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout,
                              context=self.context, pool=self.pool, pipelining=self.pipelining,
-                             chunking=self.chunking)
+                             chunking=self.chunking, socket_pool=self.socket_pool)
             else:
                 s = SMTP(local_hostname=self.local_hostname, timeout=self.timeout,
-                         pool=self.pool, pipelining=self.pipelining, chunking=self.chunking)
+                         pool=self.pool, pipelining=self.pipelining, chunking=self.chunking,
+                         socket_pool=self.socket_pool)
             self._smtp = s
         try:
             self._prepare(s)

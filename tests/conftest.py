@@ -10,13 +10,25 @@ Fixtures:
     certs        session-wide test certificates: {"ca.pem": Path, "ca.der": ..., "dir": ...}
     mailserver   factory: mailserver(tls=..., auth=..., ...) -> started MailServer, stopped at
                  teardown (certdir defaults to the session's certs)
+    postfix      session-wide private Postfix (tools/postfix.py) on 127.0.0.1:postfix.port,
+                 no TLS, no AUTH; mailboxes device@ and other@example.test. Shared by every
+                 test: call postfix.clear() first, then postfix.wait_delivered(n).
+    postfix_tls  the same with STARTTLS (the session's certs) and AUTH after STARTTLS:
+                 `from postfix import USER, PASSWORD` (PLAIN, LOGIN, CRAM-MD5).
+    Without Postfix (or not root) these skip, except on CI (CI=true), where they fail.
 """
+
+import os
 
 import pytest
 
 from certs import make_certs
 from harness import LIB, MICROPYTHON, ROOT, RUNTIMES, free_port, run, run_ok  # noqa: F401
 from mailserver import MailServer
+from postfix import PASSWORD as POSTFIX_PASSWORD
+from postfix import USER as POSTFIX_USER
+from postfix import Postfix
+from postfix import available as postfix_available
 
 
 @pytest.fixture(params=RUNTIMES)
@@ -49,3 +61,28 @@ def mailserver(certs):
     yield start
     for srv in servers:
         srv.stop()
+
+
+def _start_postfix(**kw):
+    why = postfix_available()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the Postfix tests (`make test` installs it): {why}")
+        pytest.skip(f"no private Postfix here: {why}")
+    return Postfix(**kw).start()
+
+
+@pytest.fixture(scope="session")
+def postfix():
+    """A private Postfix (tools/postfix.py), plain SMTP, started once per session."""
+    pf = _start_postfix()
+    yield pf
+    pf.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix_tls(certs):
+    """A private Postfix with STARTTLS (trust certs["ca.pem"]/["ca.der"]) and AUTH after it."""
+    pf = _start_postfix(tls=True, certdir=certs["dir"], auth={POSTFIX_USER: POSTFIX_PASSWORD})
+    yield pf
+    pf.stop()
