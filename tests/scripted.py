@@ -8,6 +8,18 @@ Each connection plays a script, a list of steps:
                                             {"delay": s} between writes (default 1 ms)
     ("expect", b"EHLO")                     read one CRLF-terminated line; it must start with
                                             the prefix (case-insensitive); kept in lines
+    ("expect", b"MAIL", {"alone": True})    ... and nothing may follow it in what has been read:
+                                            the client stopped to wait for the reply (lock-step)
+    ("expect_group", [b"MAIL", b"RCPT"])    read one line per prefix (as "expect"), replying to
+                                            none; the whole group must have come in ONE read
+                                            (RFC 2920 pipelining: one write), with
+                                            {"joined": True} the same read as the bytes before it
+    ("expect_bdat",)                        read "BDAT <n>[ LAST]" (exact RFC 3030 grammar; line in
+                                            lines) and exactly n octets after it (kept in data)
+    ("expect_bdat", {"until_last": True, "reply": b"250 ok\\r\\n"})
+                                            ... chunks until a LAST one, sending `reply` after each
+                                            non-LAST chunk; {"alone": True}: nothing may follow a
+                                            non-LAST chunk before its reply (RFC 3030 lock-step)
     ("expect_data",)                        read up to and including b"\\r\\n.\\r\\n"; kept in data
     ("recv", n)                             read exactly n bytes; kept in data
     ("starttls", server_ssl_context)        TLS handshake, server side
@@ -24,13 +36,15 @@ Each connection plays a script, a list of steps:
     srv.check()                                    # AssertionError listing failed steps
 
 Per connection i (in accept order): received[i] (every byte read, in order, decrypted after
-STARTTLS), lines[i] (lines read by "expect", without CRLF), data[i] (blobs read by
-"expect_data" and "recv"), client_closed[i] (the client closed or sent EOF by the end). Every read is
+STARTTLS), reads[i] (what each recv returned, in order), lines[i] (lines read by "expect",
+"expect_group" and "expect_bdat", without CRLF), data[i] (blobs read by "expect_data", "recv"
+and "expect_bdat"), client_closed[i] (the client closed or sent EOF by the end). Every read is
 bounded by `timeout`; a failing step is recorded in `errors` (never raised in the thread) and
 ends that connection. A TLS handshake the client aborts (e.g. it rejects the certificate)
 counts as a failed step: assert on `errors` instead of calling check() in such tests.
 """
 
+import re
 import socket
 import ssl
 import struct
@@ -38,6 +52,7 @@ import threading
 import time
 
 _MAX_LINE = 65536  # a runaway client must not eat the test machine's memory
+_BDAT = re.compile(rb"BDAT ([0-9]+)( LAST)?\Z", re.I)  # RFC 3030 3: bdat-cmd
 
 
 class _Fail(Exception):
@@ -54,6 +69,7 @@ class ScriptedServer:
         self.host = host
         self.timeout = timeout
         self.received = [bytearray() for _ in range(n)]
+        self.reads = [[] for _ in range(n)]
         self.lines = [[] for _ in range(n)]
         self.data = [[] for _ in range(n)]
         self.client_closed = [False] * n
@@ -152,6 +168,8 @@ class _Conn:
     def __init__(self, srv, i, sock):
         self.srv, self.i, self.sock = srv, i, sock
         self.buf = bytearray()
+        self.taken = 0  # bytes consumed by steps so far (an offset into received)
+        self.ends = []  # offsets into received where each recv ended
 
     def _read_more(self):
         try:
@@ -162,11 +180,14 @@ class _Conn:
             self.srv.client_closed[self.i] = True
             raise _Fail(f"client closed; unconsumed {bytes(self.buf)!r}")
         self.srv.received[self.i] += chunk
+        self.srv.reads[self.i].append(chunk)
+        self.ends.append(len(self.srv.received[self.i]))
         self.buf += chunk
 
     def _take(self, n):
         out = bytes(self.buf[:n])
         del self.buf[:n]
+        self.taken += len(out)
         return out
 
     def _read_until(self, marker, what):
@@ -181,6 +202,20 @@ class _Conn:
         except socket.timeout:
             raise _Fail(f"timeout waiting for {what}; got {bytes(self.buf)!r}") from None
 
+    def _expect_line(self, prefix):
+        line = self._read_until(b"\r\n", "CRLF-terminated line")[:-2]
+        self.srv.lines[self.i].append(line)
+        if not line.upper().startswith(prefix.upper()):
+            raise _Fail(f"expected {prefix!r}..., got {line!r}")
+
+    def _recv(self, n):
+        try:
+            while len(self.buf) < n:
+                self._read_more()
+        except socket.timeout:
+            raise _Fail(f"timeout: wanted {n} bytes, got {bytes(self.buf)!r}") from None
+        return self._take(n)
+
     def step(self, step):
         op, args = step[0], list(step[1:])
         opts = args.pop() if args and isinstance(args[-1], dict) else {}
@@ -193,10 +228,32 @@ class _Conn:
                 self.sock.sendall(data[off:off + split])
                 time.sleep(opts.get("delay", 0.001))  # let each piece leave as its own segment
         elif op == "expect":
-            line = self._read_until(b"\r\n", "CRLF-terminated line")[:-2]
-            self.srv.lines[self.i].append(line)
-            if not line.upper().startswith(args[0].upper()):
-                raise _Fail(f"expected {args[0]!r}..., got {line!r}")
+            self._expect_line(args[0])
+            if opts.get("alone") and self.buf:
+                raise _Fail(f"{args[0]!r} was not alone: {bytes(self.buf)!r} came with it")
+        elif op == "expect_group":
+            start = self.taken
+            for prefix in args[0]:
+                self._expect_line(prefix)
+            # A read that ended inside the group (or, joined, right before it) split it.
+            lo = start if opts.get("joined") else start + 1
+            cuts = [e - start for e in self.ends if lo <= e < self.taken]
+            if cuts:
+                raise _Fail(f"group {args[0]!r} came in several reads (cut at {cuts})")
+        elif op == "expect_bdat":
+            while True:
+                line = self._read_until(b"\r\n", "BDAT line")[:-2]
+                self.srv.lines[self.i].append(line)
+                m = _BDAT.match(line)
+                if not m:
+                    raise _Fail(f"expected BDAT <n> [LAST], got {line!r}")
+                self.srv.data[self.i].append(self._recv(int(m.group(1))))
+                if not m.group(2) and opts.get("alone") and self.buf:
+                    raise _Fail(f"{bytes(self.buf)[:40]!r} came before the reply to {line!r}")
+                if m.group(2) or not opts.get("until_last"):
+                    break
+                if "reply" in opts:
+                    self.sock.sendall(opts["reply"])
         elif op == "expect_data":
             # An empty body ends right after DATA's own CRLF: the terminator is then just ".\r\n".
             # Read until the first 3 bytes decide (they may not have arrived yet).
@@ -211,12 +268,7 @@ class _Conn:
                 blob = self._read_until(b"\r\n.\r\n", "end of data")
             self.srv.data[self.i].append(blob)
         elif op == "recv":
-            try:
-                while len(self.buf) < args[0]:
-                    self._read_more()
-            except socket.timeout:
-                raise _Fail(f"timeout: wanted {args[0]} bytes, got {bytes(self.buf)!r}") from None
-            self.srv.data[self.i].append(self._take(args[0]))
+            self.srv.data[self.i].append(self._recv(args[0]))
         elif op == "starttls":
             if self.buf:  # RFC 3207: nothing may follow STARTTLS before the handshake
                 raise _Fail(f"client sent {bytes(self.buf)!r} before the TLS handshake")

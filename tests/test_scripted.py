@@ -180,3 +180,78 @@ def test_bytes_before_handshake_are_an_error(certs):
         assert srv.join(5)
         s.close()
     assert "before the TLS handshake" in srv.errors[0]
+
+
+def _until(cond, timeout=5):
+    """Poll a condition (bounded): a synchronisation point, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.001)
+
+
+def test_expect_group_one_read_and_joined():
+    script = [("expect_data",), ("expect_group", [b"MAIL", b"RCPT"], {"joined": True}),
+              ("expect_group", [b"DATA"]), ("send", b"354 go\r\n")]
+    with ScriptedServer(script) as srv:
+        s = _connect(srv)
+        s.sendall(b"x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+        _until(lambda: len(srv.reads[0]) == 1)
+        s.sendall(b"DATA\r\n")  # a later read starting the group: fine without "joined"
+        assert _recv_exactly(s, 8) == b"354 go\r\n"
+        s.close()
+        assert srv.join(5)
+    srv.check()
+    assert srv.lines == [[b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>", b"DATA"]]
+    assert srv.reads == [[b"x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", b"DATA\r\n"]]
+
+
+@pytest.mark.parametrize("joined,first,cut", [
+    (False, b"MAIL FROM:<a@b>\r\nRC", 19),  # the second read ends inside the group: split
+    (True, b"x\r\n.\r\n", 0),  # the group starts a read of its own: not joined to the data
+])
+def test_expect_group_split_is_an_error(joined, first, cut):
+    rest = b"x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"[len(first):] if joined else \
+        b"PT TO:<c@d>\r\n"
+    script = ([("expect_data",)] if joined else []) + \
+        [("expect_group", [b"MAIL", b"RCPT"], {"joined": joined})]
+    with ScriptedServer(script) as srv:
+        s = _connect(srv)
+        s.sendall(first)
+        _until(lambda: len(srv.reads[0]) == 1)
+        s.sendall(rest)
+        assert srv.join(5)
+        s.close()
+    assert len(srv.errors) == 1 and f"came in several reads (cut at [{cut}" in srv.errors[0], \
+        srv.errors
+
+
+def test_expect_alone():
+    script = [("expect", b"MAIL", {"alone": True}), ("send", b"250 ok\r\n"),
+              ("expect", b"RCPT", {"alone": True})]
+    with ScriptedServer(script) as srv:
+        s = _connect(srv)
+        s.sendall(b"MAIL FROM:<a@b>\r\n")
+        assert _recv_exactly(s, 8) == b"250 ok\r\n"
+        s.sendall(b"RCPT TO:<c@d>\r\nDATA\r\n")  # pipelined: RCPT is not alone
+        assert srv.join(5)
+        s.close()
+    assert len(srv.errors) == 1 and b"came with it" in srv.errors[0].encode(), srv.errors
+    assert srv.lines == [[b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>"]]
+
+
+def test_expect_bdat():
+    script = [("expect_bdat",), ("expect_bdat", {"until_last": True, "reply": b"250 c\r\n"}),
+              ("send", b"250 last\r\n"), ("expect_bdat",), ("expect_bdat",)]
+    with ScriptedServer(script) as srv:
+        s = _connect(srv)
+        s.sendall(b"BDAT 3\r\n.\r\nBDAT 2\r\nab")
+        assert _recv_exactly(s, 7) == b"250 c\r\n"
+        s.sendall(b"BDAT 0 LAST\r\n")
+        assert _recv_exactly(s, 10) == b"250 last\r\n"
+        s.sendall(b"BDAT 2 LAST\r\nx\r\nBDAT 1\r\n")  # a wrong count: the rest is no BDAT
+        assert srv.join(5)
+        s.close()
+    assert srv.data == [[b".\r\n", b"ab", b"", b"x\r"]]
+    assert len(srv.errors) == 1 and "expected BDAT <n> [LAST], got b'\\nBDAT 1'" in \
+        srv.errors[0], srv.errors
