@@ -753,81 +753,68 @@ class _CpyTransport:
 
 _Transport = _MpyTransport if _MPY else _CpyTransport
 
-# What a socketpool socket raises when nothing came in time: EAGAIN (a zero timeout, or
-# mbedTLS's WANT_READ) and ETIMEDOUT, which is 110 or 116 depending on the port's libc.
-_WAIT_ERRNOS = (11, 110, 116)
+if not _MPY:  # MicroPython never builds this class (a smaller heap after import)
+    # What a socketpool socket raises when nothing came in time: EAGAIN (a zero timeout, or
+    # mbedTLS's WANT_READ) and ETIMEDOUT, which is 110 or 116 depending on the port's libc.
+    _WAIT_ERRNOS = (11, 110, 116)
 
+    class _PoolTransport(_CpyTransport):
+        """Sockets from a `socket_pool` (CircuitPython's socketpool and ssl, Adafruit style):
+        `recv_into` returns what is there (a short read), `send` may write less than asked,
+        a timeout is OSError(ETIMEDOUT), and there is no select: a read with a zero timeout
+        tells whether a byte waits. _timeout and close are _CpyTransport's."""
 
-class _PoolTransport:
-    """Sockets from a `socket_pool` (CircuitPython's socketpool and ssl, Adafruit style):
-    `recv_into` returns what is there (a short read), `send` may write less than asked, a
-    timeout is OSError(ETIMEDOUT), and there is no select: a read with a zero timeout tells
-    whether a byte waits."""
+        eof = False  # ready() saw the connection close
 
-    early = False  # ready() read one byte ahead; it is in self.one
-    eof = False  # ready() saw the connection close
+        def __init__(self, sock):
+            self.sock = sock
+            self.one = bytearray(1)  # early: ready() read this byte ahead
 
-    def __init__(self, sock):
-        self.sock = sock
-        self.one = bytearray(1)
-
-    def _timeout(self, deadline):
-        ms = _left(deadline)
-        if ms <= 0:
-            raise SMTPTimeoutError("timed out")
-        self.sock.settimeout(ms / 1000)
-
-    def readinto(self, buf, deadline):
-        if self.early:
-            self.early = False
-            buf[0] = self.one[0]
-            return 1
-        if self.eof:
-            return 0
-        self._timeout(deadline)
-        try:
-            return self.sock.recv_into(buf)
-        except OSError as ex:
-            if ex.errno in _WAIT_ERRNOS or _left(deadline) <= 0:
-                raise SMTPTimeoutError("timed out")
-            raise
-
-    def ready(self):
-        if self.early or self.eof:
-            return True
-        sock = self.sock
-        sock.settimeout(0)
-        try:
-            n = sock.recv_into(self.one, 1)
-        except OSError as ex:
-            # EAGAIN: nothing waiting. Anything else (ENOTCONN: closed) is reported by the
-            # read that follows.
-            return ex.errno not in _WAIT_ERRNOS
-        if n:
-            self.early = True
-        else:
-            self.eof = True
-        return True
-
-    def write(self, buf, off, n, deadline):
-        sock = self.sock
-        view = memoryview(buf)
-        end = off + n
-        while off < end:
+        def readinto(self, buf, deadline):
+            if self.early:
+                self.early = b""
+                buf[0] = self.one[0]
+                return 1
+            if self.eof:
+                return 0
             self._timeout(deadline)
             try:
-                k = sock.send(view[off:end])
+                return self.sock.recv_into(buf)
             except OSError as ex:
-                if ex.errno in _WAIT_ERRNOS:
-                    continue  # the deadline check above ends this
+                if ex.errno in _WAIT_ERRNOS or _left(deadline) <= 0:
+                    raise SMTPTimeoutError("timed out")
                 raise
-            off += k
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        def ready(self):
+            if self.early or self.eof:
+                return True
+            sock = self.sock
+            sock.settimeout(0)
+            try:
+                n = sock.recv_into(self.one, 1)
+            except OSError as ex:
+                # EAGAIN: nothing waiting. Anything else (ENOTCONN: closed) is reported by
+                # the read that follows.
+                return ex.errno not in _WAIT_ERRNOS
+            if n:
+                self.early = self.one
+            else:
+                self.eof = True
+            return True
+
+        def write(self, buf, off, n, deadline):
+            sock = self.sock
+            view = memoryview(buf)
+            end = off + n
+            while off < end:
+                self._timeout(deadline)
+                try:
+                    k = sock.send(view[off:end])
+                except OSError as ex:
+                    if ex.errno in _WAIT_ERRNOS:
+                        continue  # the deadline check above ends this
+                    raise
+                off += k
 
 
 def create_context(cadata=None, *, verify=True):
@@ -943,6 +930,8 @@ class SMTP:
         # to starttls() (or, in SMTP_SSL, as context=).
         if socket_pool is not None:
             self.socket_pool = socket_pool
+            if _MPY:
+                raise ValueError("socket_pool is for CircuitPython; MicroPython uses socket")
         if ssl_context is not None:
             self.ssl_context = ssl_context
         if local_hostname is not None:
@@ -1061,7 +1050,7 @@ class SMTP:
         try:
             self._after_connect(deadline)
             if self.socket_pool is not None:
-                self._io = _PoolTransport(self.sock)
+                self._io = _PoolTransport(self.sock)  # type: ignore[name-defined]  # not _MPY
             else:
                 self._io = _Transport(self.sock)
             self.engine.pending = 1
@@ -1160,6 +1149,16 @@ class SMTP:
         if code == 421:
             raise SMTPResponseException(code, msg)
         raise SMTPProtocolError("unsolicited data from server")
+
+    def _peek(self, deadline):
+        """The socket is readable: read what is there into rx; 0 means EOF (or a reset)."""
+        e = self.engine
+        try:
+            n = self._io.readinto(e.rx_view(), deadline)
+        except OSError:
+            return 0
+        e.received(n)
+        return n
 
     def _reply(self, deadline, keep=False):
         """Read until the next reply is complete; return its code. Any failure closes the
@@ -1302,6 +1301,11 @@ class SMTP:
         if code != 220:
             return code, msg
         if e.rx_pos < e.rx_end or self._io.ready():
+            # A socket is readable at EOF too: a server that closed after its 220 is a
+            # disconnect (retry), not an injection (found by tests/test_sweep.py).
+            if e.rx_pos == e.rx_end and not self._peek(deadline):
+                self.close()
+                raise SMTPServerDisconnected("connection closed by server after STARTTLS")
             self.close()
             raise SMTPProtocolError("server sent data after 220 to STARTTLS (injection)")
         self._wrap(context or self.ssl_context, deadline)

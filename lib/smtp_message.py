@@ -749,7 +749,7 @@ class Message:
         # Where readinto is (see _I.._CTES): the step, the index in it (-1: complete), the
         # quoted-printable state, the piece, the open file, the read window, the transfer
         # encodings of body and html (chosen by plan).
-        self._st = [0, 0, 0, False, -1, 0, None, None, None, 0, None]
+        self._st = [0, 0, 0, False, -1, 0, None, None, None, 0, None]  # type: list
 
     # ----- what the envelope needs to know
 

@@ -4,3 +4,5 @@
 # TIMEOUT: seconds a single network wait may take before the send fails.
 BUFSIZE = 512
 TIMEOUT = 30
+# TLS_HEAP: 0: mbedTLS on the unix port allocates with libc, outside the GC heap.
+TLS_HEAP = 0

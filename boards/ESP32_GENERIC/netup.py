@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: MIT
+"""Wi-Fi and clock for ESP32_GENERIC: bounded retries, errors that say what to fix.
+
+    import netup
+    wlan = netup.wifi_connect("my-wifi", "password", timeout=20, retries=3)
+    netup.ntp_sync()          # UTC; TLS checks certificate dates, mail needs a Date
+
+Both raise OSError subclasses with a message for a person; neither waits forever.
+"""
+
+import time
+
+import network
+
+MIN_YEAR = 2025  # a clock before this is unset (the RTC starts at 2000 after power-up)
+
+
+class WifiError(OSError):
+    """Wi-Fi did not come up: the message says why (wrong password, no such network, ...)."""
+
+
+class NtpError(OSError):
+    """The clock could not be set from NTP."""
+
+
+def _why(status, ssid):
+    # network.STAT_* are the port's own numbers (ESP-IDF reason codes here).
+    if status == network.STAT_WRONG_PASSWORD:
+        return "wrong password for Wi-Fi %r" % ssid
+    if status == network.STAT_NO_AP_FOUND:
+        return "no Wi-Fi network named %r in range (2.4 GHz only)" % ssid
+    if status == network.STAT_HANDSHAKE_TIMEOUT:
+        return "Wi-Fi %r: handshake timed out (usually a wrong password)" % ssid
+    if status in (network.STAT_ASSOC_FAIL, network.STAT_BEACON_TIMEOUT):
+        return "Wi-Fi %r refused the association or went away (signal?)" % ssid
+    return None
+
+
+def wifi_connect(ssid, password, *, timeout=20, retries=3, hostname=None, country=None,
+                 power_save=True):
+    """Join `ssid`; return the WLAN once it has an address. Up to `retries` attempts of
+    `timeout` seconds each; a wrong password or a missing network fails at once.
+    power_save=False turns the radio's power management off (network.WLAN.PM_NONE)."""
+    if hostname:
+        network.hostname(hostname)  # DHCP name: shows in the router's client list
+    if country:
+        network.country(country)  # channels 12-13 need the right country
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not power_save:
+        wlan.config(pm=network.WLAN.PM_NONE)
+    if wlan.isconnected():
+        return wlan
+    last = "timed out"
+    for attempt in range(1, retries + 1):
+        wlan.connect(ssid, password)
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < timeout * 1000:
+            if wlan.isconnected():
+                return wlan
+            why = _why(wlan.status(), ssid)
+            if why:
+                wlan.disconnect()
+                raise WifiError(why)
+            time.sleep_ms(200)
+        last = "no address after %s s (attempt %d of %d)" % (timeout, attempt, retries)
+        wlan.disconnect()
+        time.sleep_ms(500)
+    wlan.active(False)
+    raise WifiError("Wi-Fi %r: %s" % (ssid, last))
+
+
+def ntp_sync(host="pool.ntp.org", *, retries=3, timeout=2):
+    """Set the RTC to UTC from NTP; raise NtpError after `retries` failed tries."""
+    import ntptime
+
+    ntptime.host = host
+    ntptime.timeout = timeout
+    err = None
+    for _ in range(retries):
+        try:
+            ntptime.settime()
+        except (OSError, OverflowError) as e:  # no answer (ETIMEDOUT), DNS failure, ...
+            err = e
+            time.sleep_ms(500)
+            continue
+        if time.gmtime()[0] >= MIN_YEAR:
+            return
+        err = "clock still reads %d" % time.gmtime()[0]
+    raise NtpError("NTP via %s failed after %d tries: %r (UDP port 123 blocked?)"
+                   % (host, retries, err))

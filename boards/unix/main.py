@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: MIT
+"""Send a first mail from the unix port (or CPython): settings come from config.py.
+
+    MICROPYPATH=lib:boards/unix:.frozen micropython boards/unix/main.py
+The host's network and clock are up already: no Wi-Fi, no NTP.
+"""
+
+import config
+import profile
+import smtp_client
+
+
+def main():
+    cas = []
+    for path in config.CA_FILES:
+        with open(path, "rb") as f:
+            cas.append(f.read())
+    ctx = smtp_client.create_context(cadata=cas)  # verifies the server: keep it that way
+    client = smtp_client.Client(
+        config.SMTP_HOST, config.SMTP_PORT, tls=config.SMTP_TLS, auth=config.SMTP_AUTH,
+        username=config.SMTP_USER, password=config.SMTP_PASSWORD,
+        from_addr=config.MAIL_FROM, context=ctx, timeout=profile.TIMEOUT,
+        bufsize=profile.BUFSIZE)
+    msg = ("From: %s\r\nTo: %s\r\nSubject: Hello from the unix port\r\n\r\nIt works.\r\n"
+           % (config.MAIL_FROM, ", ".join(config.MAIL_TO)))
+    result = client.send(config.MAIL_TO, msg.encode())
+    print("sent; refused:", result.refused)  # {}: every recipient took it
+    return result
+
+
+main()

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: MIT
+"""A scripted stand-in for a board's `network` module (tests/test_boards.py), MicroPython code.
+
+After each connect(), status() walks through `script` (the last entry repeats); isconnected()
+is True once the current status is STAT_GOT_IP. Every call is appended to `log`.
+The STAT_* numbers are ESP32's and cyw43's where they differ (both sets are defined).
+"""
+
+STA_IF = 0
+STAT_IDLE = 0
+STAT_CONNECTING = 1
+STAT_GOT_IP = 3
+STAT_CONNECT_FAIL = -1
+STAT_NO_AP_FOUND = -2
+STAT_WRONG_PASSWORD = -3
+STAT_BEACON_TIMEOUT = 200
+STAT_ASSOC_FAIL = 203
+STAT_HANDSHAKE_TIMEOUT = 204
+
+script = [STAT_CONNECTING, STAT_CONNECTING, STAT_GOT_IP]
+log = []
+
+
+def hostname(name=None):
+    log.append(("hostname", name))
+
+
+def country(code=None):
+    log.append(("country", code))
+
+
+class WLAN:
+    PM_NONE = 16
+    _i = 0
+
+    def __init__(self, interface):
+        self._up = False
+
+    def active(self, on=None):
+        if on is not None:
+            self._up = on
+            log.append(("active", on))
+        return self._up
+
+    def config(self, **kw):
+        log.append(("config", kw))
+
+    def connect(self, ssid, password):
+        log.append(("connect", ssid))
+        WLAN._i = 0
+
+    def _now(self):
+        return script[min(WLAN._i, len(script) - 1)]
+
+    def status(self):
+        s = self._now()
+        WLAN._i += 1
+        return s
+
+    def isconnected(self):
+        return self._now() == STAT_GOT_IP
+
+    def disconnect(self):
+        log.append(("disconnect",))
+
+    def ifconfig(self):
+        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
