@@ -1,11 +1,14 @@
 metadata(version="0.1.0", description="Memory-frugal SMTP client: STARTTLS, AUTH, streamed bodies.")
 
 # The core alone is what `require`/`include` of this manifest gives. The companions are
-# optional: include("path/to/smtp_client/manifest.py", message=True, outbox=True).
-options.defaults(message=False, outbox=False)
+# optional: include("path/to/smtp_client/manifest.py", message=True, outbox=True,
+# asyncio=True).
+options.defaults(message=False, outbox=False, asyncio=False)
 
 module("smtp_client.py", base_path="lib")
 if options.message:
     module("smtp_message.py", base_path="lib")
 if options.outbox:
     module("smtp_outbox.py", base_path="lib")
+if options.asyncio:
+    module("smtp_async.py", base_path="lib")

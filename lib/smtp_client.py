@@ -886,6 +886,83 @@ def _is_ip(host):
     return ":" in host or host.replace(".", "").isdigit()
 
 
+def _print_trace(direction, data):
+    # smtplib's debuglevel 1 shape ("send: b'...'", "reply: b'...'"), on stderr.
+    print(direction + ":", repr(data), file=sys.stderr)
+
+
+class _Tracer:
+    """The redacted protocol trace of set_debuglevel(): `fn(direction, data)` gets each
+    command line sent ("send") and each chunk of reply bytes read ("reply"). AUTH arguments
+    and every line answering a 334 challenge become "[redacted]"; a message body shows only
+    as "[body N bytes]". It exists only while tracing is on (off costs one attribute test)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.reset()
+
+    def reset(self):
+        self.skip = 0  # octets of a BDAT chunk still to come (RFC 3030 2)
+        self.data = False  # inside a DATA body (after 354) until "." CRLF
+        self.bol = True  # the body bytes so far ended a line
+        self.body = 0  # body octets counted and not reported yet
+        self.secret = False  # the next line answers a 334 challenge (RFC 4954 4)
+
+    def code(self, code):
+        if code == 334:
+            self.secret = True
+        elif code == 354:
+            self.data = True
+            self.bol = True
+
+    def received(self, buf, n):
+        self.fn("reply", bytes(buf[:n]))
+
+    def sent(self, buf, off, n):
+        data = bytes(buf[off : off + n])
+        i = 0
+        while i < n:
+            if self.skip:
+                k = min(self.skip, n - i)
+                self.skip -= k
+                self._count(k, not self.skip)
+                i += k
+            elif self.data:
+                # RFC 5321 4.5.2: the body is dot-stuffed, so "." CRLF at a line start ends it.
+                if self.bol and data[i : i + 3] == b".\r\n":
+                    end = i
+                else:
+                    end = data.find(b"\r\n.\r\n", i)
+                    end = n if end < 0 else end + 2
+                if end - i >= 2:
+                    self.bol = data[end - 2 : end] == _CRLF
+                self.data = end == n
+                self._count(end - i, end < n)
+                i = end
+            else:
+                lf = data.find(b"\n", i)
+                j = n if lf < 0 else lf + 1
+                line = data[i:j]
+                i = j
+                verb = line[:5].upper()
+                if self.secret:
+                    self.secret = False
+                    line = b"[redacted]\r\n"
+                elif verb == b"AUTH ":
+                    sp = line.find(b" ", 5)
+                    if sp > 0:
+                        line = line[:sp] + b" [redacted]\r\n"
+                elif verb == b"BDAT ":
+                    self.skip = int(line[5:].split()[0])
+                self.fn("send", line)
+
+    def _count(self, k, done):
+        self.body += k
+        if done:
+            self.fn("send", b"[body %d bytes]" % self.body)
+            self.body = 0
+
+
 # ----------------------------------------------------------------------- smtplib session
 
 
@@ -894,6 +971,7 @@ class SMTP:
 
     # Class-level defaults keep instances small (smtplib does the same).
     debuglevel = 0
+    _tracer = None  # a _Tracer while set_debuglevel() has tracing on
     sock = None
     _io = None
     _host = ""
@@ -966,8 +1044,13 @@ class SMTP:
         finally:
             self.close()
 
-    def set_debuglevel(self, level):
+    def set_debuglevel(self, level, *, trace=None):
+        """smtplib's: level 1 or more prints the protocol trace on stderr ("send: ...",
+        "reply: ..."), redacted: AUTH arguments and answers to 334 challenges show as
+        [redacted], bodies as [body N bytes]. `trace`: a callable(direction, data) that gets
+        those lines (bytes) instead of printing. Level 0 turns tracing off."""
         self.debuglevel = level
+        self._tracer = _Tracer(trace or _print_trace) if level else None
 
     # ----- connection
 
@@ -1044,6 +1127,8 @@ class SMTP:
             host = host[1:-1]
         self._host = host
         self.engine.reset()
+        if self._tracer is not None:
+            self._tracer.reset()
         deadline = _deadline(self.timeout)
         sock = self._open(host, port, deadline)
         self.sock = sock
@@ -1111,6 +1196,8 @@ class SMTP:
             raise SMTPServerDisconnected("not connected")
 
     def _write(self, buf, off, n, deadline):
+        if self._tracer is not None:
+            self._tracer.sent(buf, off, n)
         try:
             self._io.write(buf, off, n, deadline)
         except SMTPException:
@@ -1171,12 +1258,17 @@ class SMTP:
             while True:
                 code = e.parse()
                 if code:
+                    if self._tracer is not None:
+                        self._tracer.code(code)
                     if code == 421:
                         self.close()
                     return code
-                n = io.readinto(e.rx_view(), deadline)
+                v = e.rx_view()
+                n = io.readinto(v, deadline)
                 if not n:
                     raise SMTPServerDisconnected("connection closed by server")
+                if self._tracer is not None:
+                    self._tracer.received(v, n)
                 e.received(n)
         except SMTPException:
             self.close()

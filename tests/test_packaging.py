@@ -44,7 +44,7 @@ def test_package_check_finds_problems(tmp_path, monkeypatch):
     assert package_check.asserts("x = 1\nassert x, 'protocol rule'\n") == [2]
     fake = tmp_path / "lib"
     fake.mkdir()
-    for m in ("smtp_message", "smtp_outbox"):
+    for m in ("smtp_message", "smtp_outbox", "smtp_async"):
         (fake / (m + ".py")).write_text((ROOT / "lib" / (m + ".py")).read_text())
     (fake / "smtp_client.py").write_text('__version__ = "9.9.9"\n')
     monkeypatch.setattr(package_check, "LIB", fake)

@@ -28,6 +28,7 @@ PACKAGES = {  # mip package file -> the module whose __version__ it carries
     "package.json": "smtp_client",
     "smtp_message.json": "smtp_message",
     "smtp_outbox.json": "smtp_outbox",
+    "smtp_async.json": "smtp_async",
 }
 
 
