@@ -5,13 +5,16 @@
 #   make typecheck  mypy against the esp32, rp2 and unix stubs and CPython; make lint: ruff
 #   make check-package  versions, package.json/manifest.py files, no assert (tools/package_check.py)
 #   make measure  heap sizes, .mpy size, ms per mail: stdout and build/measure.md
+#   make sweep / fuzz / heap / soak  the hardening runs of issue 7 at full size (make
+#               hardening: all four); `make test` runs a slice of each
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 STUBS  := $(VENV)/stubs/.stamp
 
-.PHONY: venv test postfix-installed demo mpy measure typecheck lint check-package bench clean
+.PHONY: venv test postfix-installed demo mpy measure typecheck lint check-package bench clean \
+	sweep fuzz heap soak hardening
 
 venv: $(STAMP) $(STUBS)
 
@@ -87,6 +90,26 @@ measure: venv
 # wall time at 20 ms RTT, time per mail, 10 MB throughput (tools/bench.py; about 30 s).
 bench: venv postfix-installed
 	$(BIN)/python tools/bench.py --out BENCHMARKS.md
+
+# Issue 7 at full size (README "Hardening counts"); `make test` runs smaller slices of each.
+# Disconnect sweep: every byte offset, in-process (CPython) and on the unix port (~15 min).
+sweep: venv postfix-installed
+	SWEEP_STEP=1 $(BIN)/python -m pytest -q -s tests/test_sweep.py
+
+# 100 000 fuzzed reply streams (hypothesis, a new seed each run; ~6 min) and a sample of
+# 1000 of the mutated corpus on the unix port.
+fuzz: venv postfix-installed
+	FUZZ_EXAMPLES=100000 FUZZ_RANDOM=1 FUZZ_SAMPLE=1000 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
+
+# Heap exhaustion on the unix port: -X heapsize in 16-byte steps, squeeze in 16-byte (one GC block) steps.
+heap: venv postfix-installed
+	HEAP_STEP=16 HEAP_SQUEEZE_STEP=16 $(BIN)/python -m pytest -q -s tests/test_heap.py
+
+# 1000 mails through Postfix over STARTTLS + AUTH, every delivered byte checked.
+soak: venv postfix-installed
+	SOAK_MAILS=1000 $(BIN)/python -m pytest -q -s tests/test_soak.py
+
+hardening: sweep fuzz heap soak
 
 clean:
 	rm -rf $(VENV) build

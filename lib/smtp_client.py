@@ -1169,6 +1169,14 @@ class SMTP:
                 pass
             self.close()
             raise SMTPTLSError("TLS handshake with %s failed: %r" % (host, e))
+        except BaseException:
+            # MemoryError mid-handshake: the stream is in an unknown state.
+            try:
+                sock.close()
+            except OSError:
+                pass
+            self.close()
+            raise
         self._tls = True
 
     def close(self):
@@ -1206,6 +1214,11 @@ class SMTP:
         except OSError as ex:
             self.close()
             raise SMTPServerDisconnected("write failed: %r" % (ex,))
+        except BaseException:
+            # MemoryError, KeyboardInterrupt: part of the bytes may be out. A later command
+            # must not continue this one: drop the connection (tests/test_heap.py).
+            self.close()
+            raise
 
     def _flush(self, deadline):
         e = self.engine
@@ -1276,12 +1289,24 @@ class SMTP:
         except OSError as ex:
             self.close()
             raise SMTPServerDisconnected("read failed: %r" % (ex,))
+        except BaseException:
+            # MemoryError half-way through a reply (its text is copied out): the replies
+            # still due would answer the next command. Drop the connection.
+            self.close()
+            raise
 
     def _cmd(self, verb, arg=None, keep=True):
         """Send one command, lock-step; return (code, msg)."""
         deadline = _deadline(self.timeout)
         e = self.engine
-        e.command(verb, arg)
+        t = e.tx_len
+        try:
+            e.command(verb, arg)
+        except BaseException:
+            # Too long (ValueError) or MemoryError: nothing went out; take back the part
+            # already in tx, or the next command would carry it (tests/test_hardening.py).
+            e.tx_len = t
+            raise
         self._send_flight(deadline)
         code = self._reply(deadline, keep=keep)
         return code, e.take_text()
@@ -1401,7 +1426,18 @@ class SMTP:
             self.close()
             raise SMTPProtocolError("server sent data after 220 to STARTTLS (injection)")
         self._wrap(context or self.ssl_context, deadline)
-        self._io = _Transport(self.sock)
+        try:
+            self._io = _Transport(self.sock)
+        except BaseException:
+            # MemoryError: _tls is set but the old transport still writes to the plain
+            # socket; a login() now would send the password around TLS. Fail closed.
+            tls_sock = self.sock
+            self.close()
+            try:
+                tls_sock.close()
+            except OSError:
+                pass
+            raise
         # RFC 3207 4.2: forget everything learnt before TLS and say EHLO again.
         e.reset()
         self.ehlo_resp = self.helo_resp = None
@@ -1425,7 +1461,12 @@ class SMTP:
             ir = authobject(None)
             if ir is not None:
                 arg = _b64(_b(ir)) if ir else b"="  # RFC 4954 4: "=" is an empty response
-        e.command(b"AUTH " + mechanism.encode(), arg)
+        t = e.tx_len
+        try:
+            e.command(b"AUTH " + mechanism.encode(), arg)
+        except BaseException:
+            e.tx_len = t  # too long, or MemoryError: nothing went out, take it back
+            raise
         self._send_flight(deadline)
         for _ in range(_AUTH_ROUNDS):
             code = self._reply(deadline, keep=True)
@@ -1436,14 +1477,15 @@ class SMTP:
                 raise SMTPAuthenticationError(code, msg)
             try:
                 challenge = _unb64(msg)
-            except SMTPProtocolError:
-                # RFC 4954 4: the server now waits for a response line we cannot compute;
-                # the session is out of step, so close it like any other protocol error.
+                resp = authobject(challenge)
+                e.put(_b64(_b(resp)) if resp else b"")
+                e.put(_CRLF)
+            except BaseException:
+                # RFC 4954 4: the server now waits for a response line we cannot compute
+                # (not base64, or MemoryError while computing it); the session is out of
+                # step, so close it like any other protocol error.
                 self.close()
                 raise
-            resp = authobject(challenge)
-            e.put(_b64(_b(resp)) if resp else b"")
-            e.put(_CRLF)
             e.pending += 1
             self._send_flight(deadline)
         # Too many rounds: cancel the exchange (RFC 4954 4: "*") and give up.
@@ -1583,6 +1625,18 @@ class SMTP:
             for mail in mails:
                 if mail.stage != _ACCEPTED and mail.error is None:
                     mail.error = ex
+        except Exception as ex:
+            # MemoryError (or the message source failed) half-way: commands may be queued
+            # or sent, replies unread. Drop the connection, so no later command is answered
+            # by this batch's replies; report it like a disconnect: what the server accepted
+            # stays accepted, the rest get the exception (tests/test_heap.py).
+            self.close()
+            for mail in mails:
+                if mail.stage != _ACCEPTED and mail.error is None:
+                    mail.error = ex
+        except BaseException:
+            self.close()
+            raise
         finally:
             self._exp = self._mails = None
             if quit:
