@@ -141,7 +141,12 @@ def test_unsolicited_bytes_detected_without_select():
     ]) as srv:
         s = sc.SMTP("127.0.0.1", srv.port, socket_pool=cpadapter.SocketPool(), timeout=5)
         s.ehlo()
-        time.sleep(0.2)  # let the surprise arrive (it is the server's, not a sync point)
+        # Wait (bounded) until the surprise is readable: ready() reads one byte ahead and
+        # keeps it, which is exactly what the next command's check looks at.
+        deadline = time.monotonic() + 5
+        while not s._io.ready():
+            assert time.monotonic() < deadline, "the unsolicited reply never arrived"
+            time.sleep(0.001)
         with pytest.raises(sc.SMTPProtocolError, match="unsolicited"):
             s.noop()
 
