@@ -1604,7 +1604,6 @@ class SMTP:
                     self._send_body(mail, False)
                 else:
                     self._queue(_X_DATA, mail, b"DATA")
-                    self._push()
                     self._collect(0)  # the body may only follow 354 (RFC 5321 4.1.1.4)
                     if mail.data == 354:
                         if len(mail.refused) == len(mail.to_addrs):
