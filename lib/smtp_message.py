@@ -479,6 +479,29 @@ def _parts(prog, items, kind, bnd):
     _close(prog, kind, bnd)
 
 
+def _program(prog, body, html, atts, parts, bnd):
+    """Append the steps after the header to prog: a tuple of bytes objects is copied as it
+    is, (_TEXT, data, 0 or 1) is the text or the HTML part, (_PART, header pieces, data,
+    path) an attachment or inline part. Small tuples, not one long list: no large block to
+    find in a fragmented heap."""
+    if atts:
+        _open(prog, _MIXED, bnd)
+    if html is not None:
+        _open(prog, _ALTERNATIVE, bnd)
+    prog.append((_TEXT, body, 0))
+    if html is not None:
+        k = _ALTERNATIVE
+        prog.append((k[3], bnd, k[2]))
+        if parts:
+            _open(prog, _RELATED, bnd)
+        prog.append((_TEXT, html, 1))
+        if parts:
+            _parts(prog, parts, _RELATED, bnd)
+        _close(prog, _ALTERNATIVE, bnd)
+    if atts:
+        _parts(prog, atts, _MIXED, bnd)
+
+
 def _pieces(buf, p, pieces, st):
     """Put a tuple of bytes objects one after the other; st[_PHASE] is the one at hand."""
     last = len(pieces) - 1
@@ -686,13 +709,9 @@ class Message:
         d = _date(date)
         if d:
             h.append("Date: " + d + "\r\n")
-        h.append(_fold("From", _address_tokens([sender], _LINE - 6)))
-        if to:
-            h.append(_fold("To", _address_tokens(to, _LINE - 4)))
-        if cc:
-            h.append(_fold("Cc", _address_tokens(cc, _LINE - 4)))
-        if reply:
-            h.append(_fold("Reply-To", _address_tokens(reply, _LINE - 10)))
+        for name, boxes in (("From", [sender]), ("To", to), ("Cc", cc), ("Reply-To", reply)):
+            if boxes:
+                h.append(_fold(name, _address_tokens(boxes, _LINE - len(name) - 2)))
         h.append(_fold("Subject", _text_tokens(subject, _LINE - 9)))
         addr = sender[1]
         # RFC 5322 3.6.4: unique: 64 random bits at the sender's domain.
@@ -715,28 +734,11 @@ class Message:
         # base64 or quoted-printable; 7bit/8bit text is checked for it in _cte.
         bnd = b"=_" + binascii.hexlify(os.urandom(12))
 
-        # The mail as a program of a few steps, run by readinto: a tuple of bytes objects is
-        # copied as it is, (_TEXT, data, 0 or 1) is the text or the HTML part, (_PART,
-        # header pieces, data, path) an attachment or inline part. Small tuples, not one
-        # long list: no large block to find in a fragmented heap.
+        # The mail as a program of a few steps, run by readinto (see _program), after the
+        # header pieces.
         prog = [tuple(h)]
         h = None
-        if atts:
-            _open(prog, _MIXED, bnd)
-        if html is not None:
-            _open(prog, _ALTERNATIVE, bnd)
-        prog.append((_TEXT, body, 0))
-        if html is not None:
-            k = _ALTERNATIVE
-            prog.append((k[3], bnd, k[2]))
-            if parts:
-                _open(prog, _RELATED, bnd)
-            prog.append((_TEXT, html, 1))
-            if parts:
-                _parts(prog, parts, _RELATED, bnd)
-            _close(prog, _ALTERNATIVE, bnd)
-        if atts:
-            _parts(prog, atts, _MIXED, bnd)
+        _program(prog, body, html, atts, parts, bnd)
 
         # Every attribute is set here, and there are few: an attribute added later would
         # grow the instance's dict (a reallocation) in the middle of the send.

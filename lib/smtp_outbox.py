@@ -411,45 +411,9 @@ class Outbox:
             ids.setdefault(id, []).append(ext)
         for id in ids:
             exts = ids[id]
-            st_path = self._p(id, ".st")
-            if "stt" in exts:
-                # A state write that did not reach its rename: adopt it if complete and
-                # no older state is there (FAT's remove-then-rename), else drop it.
-                if "st" not in exts and _read_state(st_path + "t") is not None:
-                    os.rename(st_path + "t", st_path)
-                    exts.append("st")
-                else:
-                    _remove(st_path + "t")
-            state = _read_state(st_path) if "st" in exts else None
-            if "mail" not in exts:
-                if state is not None and state[0] == "dead" and _exists(self._d(id, ".mail")):
-                    _replace(st_path, self._d(id, ".st"))  # finish a move to dead/
-                elif "st" in exts:
-                    _remove(st_path)  # the mail is gone (sent): its state is left over
-                continue
-            top = max(top, int(id))
-            mail = self._p(id, ".mail")
-            try:
-                head = _check_mail(mail)
-            except (OSError, ValueError) as e:
-                self._bury(id, 0, "corrupt mail file: %s" % e, 0)
-                continue
-            if "st" in exts and state is None:
-                _remove(st_path)  # unreadable state: the mail starts again
-            size = head[2] + head[3]
-            ent = self._q[id] = [0, 0, size]
-            self._bytes += size
-            if state is None:
-                continue
-            ent[0] = state[1]
-            if state[0] == "sent":
-                ent[1] = None
-                self._done(id)  # accepted before the cut: remove it, don't send it again
-            elif state[0] == "dead":
-                self._bury(id, state[3], state[4], state[1])
-            elif state[0] == "wait":
-                ent[1] = state[2]
-            # "sending": the cut came during the send; due now: sent again (at least once).
+            if "mail" in exts:
+                top = max(top, int(id))
+            self._recover_id(id, exts)
         for name in os.listdir(self.dead_dir):
             id, dot, ext = name.partition(".")
             if not dot or len(id) != 8 or not id.isdigit():
@@ -462,6 +426,48 @@ class Outbox:
                 continue
             top = max(top, int(id))
         self._next = top + 1
+
+    def _recover_id(self, id, exts):
+        """Recover one id of the queue from the extensions of its files: finish or drop a
+        state write, finish a move to dead/, queue the mail with its state."""
+        st_path = self._p(id, ".st")
+        if "stt" in exts:
+            # A state write that did not reach its rename: adopt it if complete and
+            # no older state is there (FAT's remove-then-rename), else drop it.
+            if "st" not in exts and _read_state(st_path + "t") is not None:
+                os.rename(st_path + "t", st_path)
+                exts.append("st")
+            else:
+                _remove(st_path + "t")
+        state = _read_state(st_path) if "st" in exts else None
+        if "mail" not in exts:
+            if state is not None and state[0] == "dead" and _exists(self._d(id, ".mail")):
+                _replace(st_path, self._d(id, ".st"))  # finish a move to dead/
+            elif "st" in exts:
+                _remove(st_path)  # the mail is gone (sent): its state is left over
+            return
+        mail = self._p(id, ".mail")
+        try:
+            head = _check_mail(mail)
+        except (OSError, ValueError) as e:
+            self._bury(id, 0, "corrupt mail file: %s" % e, 0)
+            return
+        if "st" in exts and state is None:
+            _remove(st_path)  # unreadable state: the mail starts again
+        size = head[2] + head[3]
+        ent = self._q[id] = [0, 0, size]
+        self._bytes += size
+        if state is None:
+            return
+        ent[0] = state[1]
+        if state[0] == "sent":
+            ent[1] = None
+            self._done(id)  # accepted before the cut: remove it, don't send it again
+        elif state[0] == "dead":
+            self._bury(id, state[3], state[4], state[1])
+        elif state[0] == "wait":
+            ent[1] = state[2]
+        # "sending": the cut came during the send; due now: sent again (at least once).
 
     # ----- put
 

@@ -40,6 +40,7 @@ for _p in (str(SHIM), str(LIB), str(MP_DIR)):
         sys.path.insert(0, _p)
 
 import smtp_client as sc  # noqa: E402
+import smtp_cpython  # noqa: E402
 from scenarios import Outcome  # noqa: E402, F401  (shared with the unix port)
 
 
@@ -53,7 +54,7 @@ class Recording:
     the order the client read them, trigger = client bytes written before that read.
     server: the chunks joined. tls: (client offset, server offset) of the STARTTLS
     handshake, or None. accepts: [(batch, index, end)] for every mail the server accepted:
-    the n-th call to SMTP._batch, the mail's index in it, and the server offset just past
+    the n-th call to SMTP._mails, the mail's index in it, and the server offset just past
     the 250 that accepted it.
     """
 
@@ -88,7 +89,7 @@ class Recording:
         return [bytes(t) for t in out]
 
 
-class _Recorder(sc._CpyTransport):
+class _Recorder(smtp_cpython.Io):
     rec = None
     batches = 0
 
@@ -130,22 +131,21 @@ def record(monkeypatch, scenario, host, port, ctx, name=None):
     The scenario must run through (mails may be refused, but no step may fail)."""
     rec = Recording(name or scenario.name)
     state = {"batch": -1, "smtp": None}
-    batch = sc.SMTP._batch
+    batch = sc.SMTP._mails
 
-    def counted(self, mails, quit):
+    def counted(self, mails, quit, client=None):
         state["batch"] += 1
         state["smtp"] = self
-        return batch(self, mails, quit)
+        return batch(self, mails, quit, client)
 
     def on_accept(mail):
         s = state["smtp"]
-        e = s.engine
-        end = len(rec.server) - (e.rx_end - e.rx_pos)
-        rec.accepts.append((state["batch"], s._mails.index(mail), end))
+        end = len(rec.server) - (s.rx_end - s.rx_pos)
+        rec.accepts.append((state["batch"], s.mails.index(mail), end))
 
     with monkeypatch.context() as m:
-        m.setattr(sc, "_Transport", _Recorder)
-        m.setattr(sc.SMTP, "_batch", counted)
+        m.setattr(smtp_cpython, "Io", _Recorder)
+        m.setattr(sc.SMTP, "_mails", counted)
         _watch_accepts(m, on_accept)
         _Recorder.rec = rec
         try:
@@ -213,6 +213,12 @@ class FakeSocket:
     def settimeout(self, t):
         pass
 
+    def setblocking(self, flag):
+        pass
+
+    def do_handshake(self):
+        pass  # FakeContext.wrap_socket ran handshake()
+
     def setsockopt(self, *a):
         pass
 
@@ -253,6 +259,10 @@ class FakeSocket:
             self.diverged = (start, data[:80], self.expect[start : start + 80])
         self.got += len(data)
 
+    def send(self, data):
+        self.sendall(data)  # the whole of it: TCP would take a short write as it comes
+        return len(data)
+
     def close(self):
         self.closed = True
 
@@ -280,7 +290,7 @@ class FakeContext:
         raise TypeError("FakeContext wraps only FakeSockets")
 
 
-class _FakeTransport(sc._CpyTransport):
+class _FakeTransport(smtp_cpython.Io):
     """The CPython transport, with ready() answered by the fake (no select on a fake)."""
 
     def ready(self):
@@ -298,7 +308,7 @@ class FakeNet:
             AF_INET=socket.AF_INET, SOCK_STREAM=socket.SOCK_STREAM, timeout=socket.timeout,
             getaddrinfo=self._getaddrinfo, socket=self._socket)
         monkeypatch.setattr(sc, "socket", fake)
-        monkeypatch.setattr(sc, "_Transport", _FakeTransport)
+        monkeypatch.setattr(smtp_cpython, "Io", _FakeTransport)
 
     def _getaddrinfo(self, host, port, *a):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.25", port))]
@@ -336,7 +346,7 @@ class FakeNet:
 class Scenario:
     """A client session to record and replay: make(host, port, ctx) builds a handle (a
     namespace with .obj, the Client or SMTP, and host, port, ctx), run(handle, out) uses it,
-    noting every mail in `out` (one Outcome.mail/.many call per SMTP._batch)."""
+    noting every mail in `out` (one Outcome.mail/.many call per SMTP._mails)."""
 
     def __init__(self, name, make, run, server):
         self.name = name

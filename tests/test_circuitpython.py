@@ -21,6 +21,7 @@ for p in (str(SHIM), str(LIB)):  # the library as a board has it; `micropython` 
         sys.path.insert(0, p)
 
 import smtp_client as sc  # noqa: E402
+import smtp_cpython  # noqa: E402
 
 USERS = {"device": "s3cret"}
 FROM = "device@example.com"
@@ -34,7 +35,7 @@ EXPECTED = BODY.replace(b"last\nline", b"last\r\nline")
 
 def _ctx(certs):
     # What a CircuitPython user writes, via the library's helper: DER from certs/ -> PEM.
-    return sc._cp_context(cpadapter.ssl, (certs["ca.der"].read_bytes(),), True)
+    return smtp_cpython.cp_context(cpadapter.ssl, (certs["ca.der"].read_bytes(),), True)
 
 
 def _short_io_seen(pool):
@@ -165,11 +166,11 @@ def test_server_close_seen_by_ready():
 
 
 def test_pem_conversion_is_what_circuitpython_reads(certs):
-    pem = sc._pem(certs["ca.der"].read_bytes())
+    pem = smtp_cpython.pem(certs["ca.der"].read_bytes())
     assert pem.startswith("-----BEGIN CERTIFICATE-----\n")
     assert pem.endswith("\n-----END CERTIFICATE-----\n")
     assert all(len(line) <= 64 for line in pem.splitlines())
     assert pem.strip() == certs["ca.pem"].read_text().strip()
     # No verification asked: a bare SSLContext, which verifies nothing on CircuitPython.
-    ctx = sc._cp_context(cpadapter.ssl, (), False)
+    ctx = smtp_cpython.cp_context(cpadapter.ssl, (), False)
     assert ctx._cadata is None and not ctx._bundle

@@ -24,7 +24,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from replay import sc  # first: it puts lib/ and tests/mp/ on sys.path
+from replay import sc, smtp_cpython  # first: it puts lib/ and tests/mp/ on sys.path
 from fuzzcases import sample, strategy
 from harness import run_ok
 from sessions import SCENARIOS, recording
@@ -50,7 +50,7 @@ def bases(request, monkeypatch):
     if not out:
         pytest.skip("no recordings")
     monkeypatch.setattr(sc, "socket", fuzzsock.NET)
-    monkeypatch.setattr(sc, "_Transport", fuzzsock._transport)
+    monkeypatch.setattr(smtp_cpython, "Io", fuzzsock._transport)
     return out
 
 

@@ -37,11 +37,11 @@ RES = """
 # Every write the client makes, recorded at its transport: a flight is one call.
 FLIGHTS = """
         flights = []
-        _write = sc._Transport.write
-        def _record(self, buf, off, n, deadline):
+        _write = sc.SMTP._write
+        def _record(self, buf, off, n):
             flights.append(bytes(buf[off:off + n]))
-            return _write(self, buf, off, n, deadline)
-        sc._Transport.write = _record
+            return _write(self, buf, off, n)
+        sc.SMTP._write = _record
 """
 
 OK = {"refused": {}, "renh": {}, "exc": None, "code": None, "enhanced": None,

@@ -95,9 +95,9 @@ def test_debuglevel_prints_smtplib_shape(runtime, mailserver):
 def test_bdat_chunks_counted():
     # aiosmtpd has no CHUNKING: feed the tracer BDAT flights as the driver writes them.
     out = run_ok("""
-        import smtp_client as sc
+        import smtp_ext
         got = []
-        t = sc._Tracer(lambda d, data: got.append(data))
+        t = smtp_ext.Tracer(lambda d, data: got.append(data))
         flight = b"MAIL FROM:<a@b>\\r\\nRCPT TO:<c@d>\\r\\nBDAT 10\\r\\n0123"
         t.sent(flight, 0, len(flight))
         t.sent(b"456789BDAT 3 LAST\\r\\nab", 0, 21)
@@ -112,9 +112,9 @@ def test_bdat_chunks_counted():
 def test_data_end_split_across_writes():
     # A body ending exactly at a write boundary: the next write starts with "." CRLF.
     out = run_ok("""
-        import smtp_client as sc
+        import smtp_ext
         got = []
-        t = sc._Tracer(lambda d, data: got.append(data))
+        t = smtp_ext.Tracer(lambda d, data: got.append(data))
         t.code(354)
         t.sent(b"..a\\r\\nb\\r\\n", 0, 8)
         t.sent(b".\\r\\nMAIL FROM:<x@y>\\r\\n", 0, 20)

@@ -65,6 +65,7 @@ def build(outdir):
     src = outdir / "heap_mail.py"
     src.write_text(DRIVER)
     for name, path in (("smtp_client", ROOT / "lib" / "smtp_client.py"),
+                       ("smtp_ext", ROOT / "lib" / "smtp_ext.py"),
                        ("smtp_message", ROOT / "lib" / "smtp_message.py"),
                        ("heap_mail", src)):
         subprocess.run([str(MPY_CROSS), "-O3", "-o", str(outdir / (name + ".mpy")), str(path)],

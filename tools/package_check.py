@@ -7,12 +7,21 @@
 - versions: `__version__` in lib/smtp_client.py is the one source. package.json and the
   root manifest.py's metadata() must say the same; pyproject.toml reads it (dynamic
   version, attr smtp_client.__version__); each companion's NAME.json matches its module.
-- mip: every "urls" entry of package.json and the companions' NAME.json points at a file
-  that exists, under the module's own name.
-- manifests: the root manifest.py starts with metadata(); it and every boards/*/manifest.py
-  are run with MicroPython's manifest functions stood in for, and every module()/include()
-  they name must exist. `$(PORT_DIR)`/`$(MPY_DIR)` paths are MicroPython's own and only
-  recorded (a build from a MicroPython checkout resolves them).
+  The modules that ship with the core (CORE, CPYTHON_ONLY) carry the core's version: if one
+  defines `__version__`, it must be the core's.
+- files: every lib/*.py is in exactly one of CORE (installed wherever smtp_client is),
+  CPYTHON_ONLY (the pip wheel only; MicroPython never loads it) or COMPANIONS (opt-in).
+  - mip: package.json installs CORE; each companion's NAME.json installs the companion and
+    CORE; every "urls" entry points at a file that exists, under the module's own name.
+  - manifests: the root manifest.py starts with metadata(); it and every boards/*/manifest.py
+    are run with MicroPython's manifest functions stood in for, and every module()/include()
+    they name must exist. `$(PORT_DIR)`/`$(MPY_DIR)` paths are MicroPython's own and only
+    recorded (a build from a MicroPython checkout resolves them). The root manifest freezes
+    CORE by default and each companion under its option; no manifest freezes CPYTHON_ONLY,
+    and one that freezes smtp_client freezes all of CORE.
+  - pyproject.toml: py-modules lists every lib/*.py (the wheel is for CPython: it needs
+    CPYTHON_ONLY as well as CORE and the companions).
+  tools/deploy takes its module lists from here (CORE by default, `--with` COMPANIONS).
 - asserts: no `assert` in lib/*.py: `mpy-cross -O3` (make mpy) strips them, so an assert
   that carries protocol logic would vanish from the .mpy a board runs.
 """
@@ -24,12 +33,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
-PACKAGES = {  # mip package file -> the module whose __version__ it carries
-    "package.json": "smtp_client",
-    "smtp_message.json": "smtp_message",
-    "smtp_outbox.json": "smtp_outbox",
-    "smtp_async.json": "smtp_async",
+# smtp_client and what it imports by itself on MicroPython (smtp_ext: rarely used features,
+# loaded on first use). Flash is cheap and a module costs RAM only once imported, so these go
+# wherever the core goes: mip, the manifest, tools/deploy, the wheel.
+CORE = ("smtp_client", "smtp_ext")
+# The core imports these on CPython and CircuitPython only (their sockets): the wheel has
+# them, and CircuitPython users copy them beside smtp_client.py; MicroPython never loads
+# them, so mip, the manifests and tools/deploy leave them out.
+CPYTHON_ONLY = ("smtp_cpython",)
+# Opt-in modules: their mip package, their manifest option, their tools/deploy --with name.
+COMPANIONS = {  # module -> (mip package file, root manifest.py option, deploy --with name)
+    "smtp_message": ("smtp_message.json", "message", "message"),
+    "smtp_outbox": ("smtp_outbox.json", "outbox", "outbox"),
+    "smtp_async": ("smtp_async.json", "asyncio", "async"),
 }
+PACKAGES = {"package.json": "smtp_client"}  # mip package file -> its module (__version__)
+PACKAGES.update({pkg: mod for mod, (pkg, _, _) in COMPANIONS.items()})
 
 
 def module_version(name):
@@ -107,6 +126,27 @@ def run_manifest(path, options=None, seen=None):
     return out
 
 
+def lib_modules():
+    """The module names of lib/*.py."""
+    return sorted(p.stem for p in LIB.glob("*.py"))
+
+
+def check_modules():
+    """Every lib module is packaged as exactly one kind, and every listed one exists."""
+    kinds = [("CORE", m) for m in CORE] + [("CPYTHON_ONLY", m) for m in CPYTHON_ONLY]
+    kinds += [("COMPANIONS", m) for m in COMPANIONS]
+    errors = [f"package_check.py: {kind} names {m}, but lib/{m}.py does not exist"
+              for kind, m in kinds if not (LIB / (m + ".py")).is_file()]
+    listed = [m for _, m in kinds]
+    for m in lib_modules():
+        if m not in listed:
+            errors.append(f"lib/{m}.py is in no package: add it to CORE, CPYTHON_ONLY or "
+                          f"COMPANIONS in tools/package_check.py, then to the package files")
+        elif listed.count(m) > 1:
+            errors.append(f"package_check.py: lib/{m}.py is listed as more than one kind")
+    return errors
+
+
 def check_versions():
     errors = []
     version = module_version("smtp_client")
@@ -117,6 +157,12 @@ def check_versions():
         got = json.loads((ROOT / pkg).read_text()).get("version")
         if got != want:
             errors.append(f"{pkg}: version {got!r}, but lib/{mod}.py says {want!r}")
+    for mod in CORE + CPYTHON_ONLY:  # shipped with the core: its version, if they say one
+        if mod != "smtp_client" and (LIB / (mod + ".py")).is_file():
+            got = module_version(mod)
+            if got is not None and got != version:
+                errors.append(f"lib/{mod}.py: __version__ {got!r} (it ships with "
+                              f"smtp_client {version!r})")
     meta = run_manifest(ROOT / "manifest.py")["metadata"]
     got = meta[0][1].get("version") if meta else None
     if got != version:
@@ -127,35 +173,95 @@ def check_versions():
     return errors
 
 
+def _names(modules):
+    return sorted(m + ".py" for m in modules)
+
+
+def mip_files(pkg):
+    """What mip installs from a package file: the target names of its "urls"."""
+    return sorted(target for target, _ in json.loads((ROOT / pkg).read_text()).get("urls", ()))
+
+
 def check_mip():
     errors = []
-    for pkg in PACKAGES:
+    for pkg, mod in PACKAGES.items():
         data = json.loads((ROOT / pkg).read_text())
         for target, url in data.get("urls", ()):
             src = ROOT / url
             if not src.is_file():
                 errors.append(f"{pkg}: {url} does not exist")
-            elif Path(target).name != src.name:
+            elif target != src.name:  # flat: the module imports by its own name
                 errors.append(f"{pkg}: {url} installed as {target}")
+        want = _names(CORE + ((mod,) if mod in COMPANIONS else ()))
+        got = mip_files(pkg)
+        if got != want:
+            errors.append(f"{pkg}: installs {', '.join(got) or 'nothing'}; "
+                          f"it must install {', '.join(want)}")
         if data.get("deps"):
             errors.append(f"{pkg}: deps must stay empty (the files are all in this repo)")
     return errors
 
 
+def frozen_lib(result):
+    """The lib/ module names a run_manifest() result freezes, sorted."""
+    lib = LIB.resolve()
+    return sorted(p.name for p in result["modules"] if p.parent == lib)
+
+
 def check_manifests():
     errors = []
-    manifests = [ROOT / "manifest.py"] + sorted((ROOT / "boards").glob("*/manifest.py"))
-    for m in manifests:
-        r = run_manifest(m)
-        rel = m.relative_to(ROOT)
+    root_manifest = ROOT / "manifest.py"
+    runs = [(root_manifest, "manifest.py", None)]
+    for _, option, _ in COMPANIONS.values():
+        runs.append((root_manifest, f"manifest.py ({option}=True)", {option: True}))
+    everything = {option: True for _, option, _ in COMPANIONS.values()}
+    runs.append((root_manifest, "manifest.py (every option)", everything))
+    runs += [(m, str(m.relative_to(ROOT)), None)
+             for m in sorted((ROOT / "boards").glob("*/manifest.py"))]
+    for m, rel, options in runs:
+        r = run_manifest(m, options)
         for p in r["missing"]:
             errors.append(f"{rel}: names {p}, which does not exist")
         if not r["modules"]:
             errors.append(f"{rel}: freezes nothing")
-    root = run_manifest(ROOT / "manifest.py")
-    if root["first"][(ROOT / "manifest.py").resolve()] != "metadata":
+        frozen = frozen_lib(r)
+        for bad in sorted(set(frozen) & set(_names(CPYTHON_ONLY))):
+            errors.append(f"{rel}: freezes {bad}, which MicroPython never loads")
+        if m == root_manifest:  # exactly the core and the companions asked for
+            on = [mod for mod, (_, option, _) in COMPANIONS.items() if (options or {}).get(option)]
+            want = _names(CORE + tuple(on))
+            if frozen != want:
+                errors.append(f"{rel}: freezes {', '.join(frozen) or 'nothing'}; "
+                              f"it must freeze {', '.join(want)}")
+        elif "smtp_client.py" in frozen:
+            for miss in sorted(set(_names(CORE)) - set(frozen)):
+                errors.append(f"{rel}: freezes smtp_client.py without {miss}")
+    root = run_manifest(root_manifest)
+    if root["first"][root_manifest.resolve()] != "metadata":
         errors.append("manifest.py: the first statement must be metadata(...)")
     return errors
+
+
+def wheel_modules():
+    """[tool.setuptools] py-modules of pyproject.toml, sorted."""
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the one line is enough
+        import re
+
+        m = re.search(r"^py-modules\s*=\s*\[([^\]]*)\]", text, re.M)
+        return sorted(re.findall(r'"([^"]+)"', m.group(1))) if m else []
+    return sorted(tomllib.loads(text).get("tool", {}).get("setuptools", {})
+                  .get("py-modules", []))
+
+
+def check_pyproject():
+    got, want = wheel_modules(), lib_modules()
+    if got != want:
+        return [f"pyproject.toml: py-modules is {', '.join(got) or 'empty'}; the wheel must "
+                f"carry every lib/*.py: {', '.join(want)}"]
+    return []
 
 
 def asserts(source, name="<source>"):
@@ -168,7 +274,8 @@ def check_asserts():
             for p in sorted(LIB.glob("*.py")) for line in asserts(p.read_text(), str(p))]
 
 
-CHECKS = (check_versions, check_mip, check_manifests, check_asserts)
+CHECKS = (check_modules, check_versions, check_mip, check_manifests, check_pyproject,
+          check_asserts)
 
 
 def main(argv=()):

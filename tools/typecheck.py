@@ -9,6 +9,10 @@ Targets (what is checked, against which stubs):
     unix    lib/*.py and boards/unix/*.py            micropython-unix-stubs
     cpython lib/*.py                                 mypy's own typeshed (+ cpython/ shim)
 
+The ports leave out the CPython/CircuitPython-only modules (package_check.CPYTHON_ONLY:
+smtp_cpython): MicroPython never loads them, so the ports' stubs say nothing about them. The
+cpython target checks them.
+
 The stubs of one port replace mypy's typeshed (--custom-typeshed-dir) and are on MYPYPATH, so
 `time.ticks_ms`, `select.poll().ipoll`, `network.WLAN` ... are checked against what that
 port really has. `make venv` installs each port's stubs into .venv/stubs/PORT (pins in
@@ -30,8 +34,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import package_check  # noqa: E402
+
 STUBS = ROOT / ".venv" / "stubs"
 LIB = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lib").glob("*.py"))
+# What a MicroPython port runs: lib/ without the CPython/CircuitPython-only modules.
+PORT_LIB = [f for f in LIB if Path(f).stem not in package_check.CPYTHON_ONLY]
 BOARDS = {"esp32": "ESP32_GENERIC", "rp2": "RPI_PICO_W", "unix": "unix"}
 TARGETS = ("esp32", "rp2", "unix", "cpython")
 
@@ -55,7 +64,7 @@ def command(target):
     shadow.mkdir(parents=True, exist_ok=True)
     (shadow / "config.py").write_text((board / "config_example.py").read_text())
     env["MYPYPATH"] = os.pathsep.join([str(stubs), str(shadow)])
-    files = LIB + sorted(str(p.relative_to(ROOT)) for p in board.glob("*.py")
+    files = PORT_LIB + sorted(str(p.relative_to(ROOT)) for p in board.glob("*.py")
                          if p.name not in ("config.py", "config_example.py", "manifest.py"))
     return argv + ["--custom-typeshed-dir", str(stubs), "--always-true", "_MPY"] + files, env
 

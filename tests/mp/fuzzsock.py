@@ -2,7 +2,7 @@
 """A fake server fed from a list of byte strings, for the fuzz tests (issue 7.2); the same
 code under CPython (tests/test_fuzz.py, hypothesis) and MicroPython (the corpus sample).
 
-    install(sc)                       # smtp_client's socket and _Transport now come from here
+    install(sc)                       # smtp_client's socket and _Io now come from here
     conn = arm(turns, piece=1, end="eof", fail_write=-1)
     ... run a client session (tests/mp/scenarios.py) ...
 
@@ -42,6 +42,12 @@ class FuzzConn:
     def settimeout(self, t):
         pass
 
+    def setblocking(self, flag):
+        pass
+
+    def do_handshake(self):
+        pass  # FakeContext: the handshake always succeeds
+
     def setsockopt(self, *a):
         pass
 
@@ -51,7 +57,7 @@ class FuzzConn:
     def getsockname(self):
         return ("192.0.2.7", 40000)
 
-    # the transport part (_Transport's interface)
+    # the transport part (smtp_client._Io's interface)
     def _tick(self):
         self.ops += 1
         if self.ops > _OPS_LIMIT:
@@ -136,10 +142,10 @@ def install(sc):
     """Point smtp_client at the fake (CPython: use monkeypatch instead, see test_fuzz)."""
     NET.timeout = OSError
     sc.socket = NET
-    sc._Transport = _transport
+    sc._Io = _transport
 
 
-def _transport(sock):
+def _transport(sock, shaking=False):
     return sock
 
 
