@@ -21,8 +21,6 @@ __version__ = "0.1.0"
 # these match.
 _DSN = 32
 _REQUIRETLS = 256
-_X_MAIL = 2
-_X_RCPT = 3
 
 
 def attr(obj, name):

@@ -54,7 +54,7 @@ class Recording:
     the order the client read them, trigger = client bytes written before that read.
     server: the chunks joined. tls: (client offset, server offset) of the STARTTLS
     handshake, or None. accepts: [(batch, index, end)] for every mail the server accepted:
-    the n-th call to SMTP._mails, the mail's index in it, and the server offset just past
+    the n-th transaction (Session.do_mails), the mail's index in it, and the server offset just past
     the 250 that accepted it.
     """
 
@@ -115,15 +115,16 @@ class _Recorder(smtp_cpython.Io):
 
 def _watch_accepts(monkeypatch, on_accept):
     """Call on_accept(smtp, mail) when a mail's end of data is answered 250."""
-    reply = sc._Mail.reply
+    take = sc.Session.take
 
-    def watched(mail, kind, code, text):
-        reply(mail, kind, code, text)
-        if kind == sc._X_END and mail.stage == sc._ACCEPTED and not getattr(mail, "_seen", 0):
-            mail._seen = 1
-            on_accept(mail)
+    def watched(session, code):
+        take(session, code)
+        for mail in session.mails or ():
+            if mail.stage == sc._ACCEPTED and not getattr(mail, "_seen", 0):
+                mail._seen = 1
+                on_accept(mail)
 
-    monkeypatch.setattr(sc._Mail, "reply", watched)
+    monkeypatch.setattr(sc.Session, "take", watched)
 
 
 def record(monkeypatch, scenario, host, port, ctx, name=None):
@@ -131,12 +132,12 @@ def record(monkeypatch, scenario, host, port, ctx, name=None):
     The scenario must run through (mails may be refused, but no step may fail)."""
     rec = Recording(name or scenario.name)
     state = {"batch": -1, "smtp": None}
-    batch = sc.SMTP._mails
+    batch = sc.Session.do_mails
 
-    def counted(self, mails, quit, client=None):
+    def counted(self, mails, quit=False):
         state["batch"] += 1
         state["smtp"] = self
-        return batch(self, mails, quit, client)
+        return batch(self, mails, quit)
 
     def on_accept(mail):
         s = state["smtp"]
@@ -145,7 +146,7 @@ def record(monkeypatch, scenario, host, port, ctx, name=None):
 
     with monkeypatch.context() as m:
         m.setattr(smtp_cpython, "Io", _Recorder)
-        m.setattr(sc.SMTP, "_mails", counted)
+        m.setattr(sc.Session, "do_mails", counted)
         _watch_accepts(m, on_accept)
         _Recorder.rec = rec
         try:
@@ -346,7 +347,7 @@ class FakeNet:
 class Scenario:
     """A client session to record and replay: make(host, port, ctx) builds a handle (a
     namespace with .obj, the Client or SMTP, and host, port, ctx), run(handle, out) uses it,
-    noting every mail in `out` (one Outcome.mail/.many call per SMTP._mails)."""
+    noting every mail in `out` (one Outcome.mail/.many call per transaction)."""
 
     def __init__(self, name, make, run, server):
         self.name = name

@@ -78,16 +78,16 @@ def test_memoryerror_mid_batch_closes_the_session(runtime):
         ("expect_group", [b"MAIL", b"RCPT", b"DATA"]),
         ("send", b"250 ok\r\n550 5.1.1 no such user\r\n354 go\r\n"), ("wait_close",)]
     outs, srv = drive(runtime, [script, GOOD], """
-        reply = sc._Mail.reply
-        def flaky(mail, kind, code, text):
-            if kind == 3:  # _X_RCPT
+        take = sc.Session.take
+        def flaky(self, code):
+            if self.exp[self.head] & 7 == 3:  # the reply to a RCPT (_X_RCPT)
                 raise MemoryError("injected")
-            return reply(mail, kind, code, text)
-        sc._Mail.reply = flaky
+            return take(self, code)
+        sc.Session.take = flaky
         s = sc.SMTP(timeout=TIMEOUT)
         s.connect(HOST, PORT)
         report(lambda: s.sendmail(FROM, TO, MSG), s)
-        sc._Mail.reply = reply
+        sc.Session.take = take
         report(lambda: again(s), s)
     """)
     assert (outs[0].exc, outs[0].closed) == ("MemoryError", True), outs[0]

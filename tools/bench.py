@@ -8,6 +8,9 @@ What is measured, and how:
              from the server). Against a private Postfix, offering CHUNKING or not
              (smtpd_discard_ehlo_keywords), for 1 mail to 3 recipients and for 30 mails to 3
              recipients on one connection, QUIT included.
+             Each driver: smtp_client.SMTP.send_many, smtp_client.Client and
+             smtp_async.AsyncClient (send for 1 mail, send_many for 30; a fresh connection,
+             EHLO, the mails, QUIT), on the unix port and on CPython.
   wall       the same sends through the proxy with 10 ms each way (20 ms round trip).
   per mail   time per plain 2 KB mail on loopback, no added latency (Postfix).
   throughput a 10 MB body to a sink server that discards what it reads, against a raw socket
@@ -257,6 +260,36 @@ t = time.time() - t
 assert all(r.ok for r in rs), rs
 print("T", t)
 """
+# The same mails through the per-connection clients: the blocking Client and the asyncio
+# AsyncClient (the same constructor arguments, the same Session underneath). One mail goes
+# through send(), more through send_many(); either way one connection, QUIT included.
+CLIENT = PRELUDE + """
+import smtp_client
+PIPE = sys.argv[4] == "1"
+t = time.time()
+c = smtp_client.Client(HOST, PORT, tls="none", from_addr=FROM, timeout=30,
+                       local_hostname="bench.example.test", pipelining=PIPE, chunking=PIPE)
+rs = [c.send(RCPTS, MAIL)] if N == 1 else c.send_many([(RCPTS, MAIL)] * N)
+t = time.time() - t
+assert len(rs) == N and all(r.ok for r in rs), rs
+print("T", t)
+"""
+ASYNC = PRELUDE + """
+import asyncio, smtp_async
+PIPE = sys.argv[4] == "1"
+c = smtp_async.AsyncClient(HOST, PORT, tls="none", from_addr=FROM, timeout=30,
+                           local_hostname="bench.example.test", pipelining=PIPE,
+                           chunking=PIPE)
+async def main():
+    if N == 1:
+        return [await c.send(RCPTS, MAIL)]
+    return await c.send_many([(RCPTS, MAIL)] * N)
+t = time.time()
+rs = asyncio.run(main())
+t = time.time() - t
+assert len(rs) == N and all(r.ok for r in rs), rs
+print("T", t)
+"""
 SMTPLIB = PRELUDE + """
 import smtplib
 t = time.time()
@@ -298,7 +331,7 @@ print("RAW", best_raw, "OURS", best_ours, "LEN", len(body))
 
 
 def client_run(kind, runtime, port, n, pipe=True):
-    src = SMTPLIB if kind == "smtplib" else OURS
+    src = {"smtplib": SMTPLIB, "ours": OURS, "client": CLIENT, "async": ASYNC}[kind]
     p = run(src, runtime=runtime, timeout=600, args=["127.0.0.1", port, n, "1" if pipe else "0"])
     out = p.stdout + p.stderr
     for line in out.splitlines():
@@ -309,8 +342,12 @@ def client_run(kind, runtime, port, n, pipe=True):
 
 CLIENTS = [
     ("smtp_client, unix port", "ours", "micropython", True),
+    ("smtp_client.Client, unix port", "client", "micropython", True),
+    ("smtp_async.AsyncClient, unix port", "async", "micropython", True),
     ("smtp_client, unix port, pipelining/chunking off", "ours", "micropython", False),
     ("smtp_client, CPython", "ours", "cpython", True),
+    ("smtp_client.Client, CPython", "client", "cpython", True),
+    ("smtp_async.AsyncClient, CPython", "async", "cpython", True),
     ("CPython smtplib (reference)", "smtplib", "cpython", True),
 ]
 
@@ -378,8 +415,11 @@ def main(argv=None):
             time.strftime("%Y-%m-%d")),
         "Servers: a private Postfix 3.7 on loopback (offering CHUNKING, and a second one with",
         "`smtpd_discard_ehlo_keywords = chunking`); both offer PIPELINING. Clients: this",
-        "library on the MicroPython unix port and on CPython, the same with `pipelining=False,",
-        "chunking=False`, and CPython's smtplib as the reference.",
+        "library on the MicroPython unix port and on CPython through each of its drivers",
+        "(`smtp_client` = `SMTP.send_many(..., quit=True)`; `smtp_client.Client` and",
+        "`smtp_async.AsyncClient`: `send()` for 1 mail, `send_many()` for 30, one fresh",
+        "connection each), the same with `pipelining=False, chunking=False`, and CPython's",
+        "smtplib as the reference.",
         "",
         "## Waits for the server after the greeting (QUIT included)",
         "",
@@ -395,8 +435,9 @@ def main(argv=None):
         lines.append("| %s | %s |" % (row[0], " | ".join(cells)))
     lines += [
         "",
-        "Targets (issue 3): 1 mail <= 2 waits with CHUNKING (<= 3 with PIPELINING only);",
-        "30 mails <= 4 waits with CHUNKING and <= 32 without.",
+        "Targets (issue 3), for SMTP, Client and AsyncClient alike: 1 mail <= 2 waits with",
+        "CHUNKING (<= 3 with PIPELINING only); 30 mails <= 4 waits with CHUNKING and <= 32",
+        "without.",
         "",
         "## Time per plain 2 KB mail to 3 recipients on loopback (Postfix, 50 mails, one connection)",
         "",

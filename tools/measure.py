@@ -5,10 +5,10 @@ Run from the repository root with the venv's python (`.venv/bin/python tools/mea
 It writes the table to stdout and, with --out, to a file (`make measure`: build/measure.md).
 
 Part 1, the budget of issue 10. Every figure is measured twice in the same run, the same way:
-"before" on the last commit (`git show HEAD:lib/*.py`, written to a temporary folder) and
-"now" on the work tree. Every lib module is compiled as `make mpy` does (`mpy-cross -O3`,
-source named lib/NAME.py); the heap harnesses are compiled too, so no source is compiled on
-the measured heap. The unix port is 64-bit.
+"before" on commit BEFORE below (`git show BEFORE:lib/*.py`, written to a temporary folder;
+`--before REV` picks another) and "now" on the work tree. Every lib module is compiled as
+`make mpy` does (`mpy-cross -O3`, source named lib/NAME.py); the heap harnesses are compiled
+too, so no source is compiled on the measured heap. The unix port is 64-bit.
   1. RAM held after `import smtp_client` (.mpy, unix port): gc.collect(); a = gc.mem_alloc();
      import smtp_client; gc.collect(); gc.mem_alloc() - a. The other modules follow, each
      measured the same way after the ones before it (detail table).
@@ -44,7 +44,7 @@ Part 2 (skipped with --budget-only), the figures of the README, on the work tree
 2. the .mpy size;
 3. time per plain (2 KB, 3 recipients) mail on loopback, under the unix port and CPython:
    N mails over one SMTP session, and N mails with Client.send (a fresh connection each);
-   the best of 3 runs (loopback timings on a shared machine vary by +-50%); before (HEAD's
+   the best of 3 runs (loopback timings on a shared machine vary by +-50%); before (BEFORE's
    lib/*.py) and now.
 
 The unix port is 64-bit: objects and bytecode tables are about twice their size on a 32-bit
@@ -400,6 +400,10 @@ def build_lib(srcroot, outdir):
     return out
 
 
+# The last commit before issue 10 rewrote the core: what "before" means in the README.
+BEFORE = "169c221"
+
+
 class BudgetWorkdir:
     """A temporary folder with both versions compiled: `before` (HEAD) and `now` (work
     tree), each {"dir": folder of .mpy files and compiled harnesses, "src": its lib/ .py
@@ -559,7 +563,7 @@ def measure_budget(w, step=256, log=print):
     budget_rows)."""
     from mailserver import MailServer
 
-    r = {"heap": {}, "held": {}, "wasm": {}, "wasm_error": None, "modules": {}}
+    r = {"heap": {}, "held": {}, "wasm": {}, "wasm_error": None, "modules": {}, "rev": w.rev}
     for version, v in w.versions.items():
         r["modules"][version] = {m: p.stat().st_size for m, p in v["mpy"].items()}
         names = [m for m in IMPORT_ORDER if m in v["mpy"]]
@@ -609,7 +613,7 @@ def budget_rows(r, step):
     wn = wasm.get("now", {}).get("smtp_client")
     plain_now = own["now", "plain_auth"]
     rows = [
-        "## Budget (issue 10): before (HEAD) and now (work tree), measured in this run",
+        f"## Budget (issue 10): before ({r['rev']}) and now (work tree), measured in this run",
         "",
         "| # | figure | budget | before | now | within budget |",
         "|---|---|---:|---:|---:|:---:|",
@@ -723,6 +727,9 @@ def main(argv=None):
     ap.add_argument("-n", type=int, default=100, help="mails per timing run")
     ap.add_argument("--out", help="also write the table to this file")
     ap.add_argument("--budget-only", action="store_true", help="part 1 only (the budget)")
+    ap.add_argument("--before", default=BEFORE,
+                    help="the git revision measured as 'before' (default: the last commit "
+                         "before issue 10's lean core)")
     a = ap.parse_args(argv)
     t_start = time.monotonic()
 
@@ -730,7 +737,7 @@ def main(argv=None):
         print(f"[{time.monotonic() - t_start:5.0f} s] {msg}", file=sys.stderr, flush=True)
 
     heaps, times = {}, {}
-    with BudgetWorkdir() as bw:
+    with BudgetWorkdir(a.before) as bw:
         budget = measure_budget(bw, a.step, log)
         log("budget done")
         if not a.budget_only:
