@@ -1,15 +1,13 @@
 # SPDX-License-Identifier: MIT
 """smtp_async: smtp_client's session driven by asyncio (MicroPython's and CPython's).
 
-    import asyncio, smtp_async
+AsyncClient takes smtp_client.Client's arguments and runs the very same `Session` generators
+(EHLO/HELO, STARTTLS, AUTH, PIPELINING, CHUNKING, one result per mail); this module only
+carries out their orders with awaits, every wait bounded by `timeout`:
+
     c = smtp_async.AsyncClient("smtp.example.com", username="u", password="p",
                                from_addr="dev@example.com")
     asyncio.run(c.send("you@example.com", b"Subject: hi\\r\\n\\r\\nHello"))
-
-AsyncClient takes smtp_client.Client's arguments and runs the very same `Session`
-generators: EHLO/HELO, STARTTLS, AUTH, PIPELINING, CHUNKING, ESMTP parameters, unsolicited
-replies, one result per mail. This module only carries out their orders with awaits; every
-wait is bounded by `timeout` (SMTPTimeoutError) and other tasks run meanwhile.
 """
 
 import asyncio
@@ -17,8 +15,7 @@ import sys
 
 import smtp_client as sc
 from smtp_client import (SendResult, SMTPConnectError, SMTPException, SMTPNotSupportedError,
-                         SMTPServerDisconnected, SMTPTimeoutError,
-                         SMTPTLSError)
+                         SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError)
 
 __version__ = "0.1.0"
 
@@ -30,8 +27,18 @@ _REGION = 2
 class _Driver(sc.Session):
     """One connection of an AsyncClient: the session plus a reader and a writer."""
 
-    r = w = ssl_context = None
+    r = w = None
     shaking = False  # MicroPython: the TLS handshake runs inside the first reads
+
+    def __init__(self, c):
+        super().__init__(c.pool)
+        for name in ("timeout", "local_hostname", "pipelining", "chunking"):
+            setattr(self, name, getattr(c, name))
+        self.ssl_context = c.context
+        self.allow(c.allow_plaintext_auth)
+
+    def _tls_error(self, ex):
+        return SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
 
     async def _wait(self, aw, ms):
         try:
@@ -54,13 +61,13 @@ class _Driver(sc.Session):
         except (OSError, ValueError) as ex:
             if ctx is None or isinstance(ex, SMTPException):
                 raise
-            raise SMTPTLSError("TLS handshake with %s failed: %r" % (c.host, ex))
+            raise self._tls_error(ex)
         self.shaking = ctx is not None and _MPY
         self._tls = ctx is not None
         self._poll(self.r)
 
     def _poll(self, r):
-        if _MPY:
+        if _MPY:  # for _check: MicroPython's StreamReader keeps no buffer of its own
             import select
 
             self.pin = select.poll()
@@ -118,11 +125,11 @@ class _Driver(sc.Session):
             self.take(await self._wait(self._reply(), ms))
 
     async def _reply(self):
-        while True:
-            code = self.parse()
-            if code:
-                return code
+        code = self.parse()
+        while not code:
             await self._read(0)
+            code = self.parse()
+        return code
 
     async def _read(self, ms):
         v = self.rx_view()
@@ -141,7 +148,7 @@ class _Driver(sc.Session):
             raise
         except (OSError, ValueError) as ex:
             if self.shaking:
-                raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
+                raise self._tls_error(ex)
             raise SMTPServerDisconnected("read failed: %r" % (ex,))
         self.shaking = False
         self.received(n)
@@ -172,7 +179,7 @@ class _Driver(sc.Session):
                 tls = ctx.wrap_socket(self.w.s, server_hostname=self._host,
                                       do_handshake_on_connect=False)
             except (OSError, ValueError) as ex:
-                raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
+                raise self._tls_error(ex)
             tls.setblocking(False)
             self.r = self.w = asyncio.StreamReader(tls)
             self._poll(self.r)
@@ -181,12 +188,11 @@ class _Driver(sc.Session):
             raise SMTPNotSupportedError("STARTTLS with asyncio needs CPython 3.11 or later")
         else:
             try:
-                await self._wait(self.w.start_tls(ctx, server_hostname=self._host),
-                                 self.ms)
+                await self._wait(self.w.start_tls(ctx, server_hostname=self._host), self.ms)
             except (OSError, ValueError) as ex:
                 if isinstance(ex, SMTPException):
                     raise
-                raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
+                raise self._tls_error(ex)
         self._tls = True
 
 
@@ -220,26 +226,16 @@ class AsyncClient(sc.Client):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            s = _Driver(self.pool)
-            for name in ("timeout", "local_hostname", "pipelining", "chunking"):
-                setattr(s, name, getattr(self, name))
-            s.ssl_context = self.context
-            s.allow(self.allow_plaintext_auth)
+            s = _Driver(self)
             try:
                 await s.connect(self)
-                await s.run(s.do_command())
+                await s.run(s.do_command())  # the greeting
                 if s.code != 220:
                     raise SMTPConnectError(s.code, s.text)
-                try:
-                    await s.run(s.do_client(self, mails))
-                except (ValueError, TypeError):
-                    raise
-                except Exception as ex:
-                    if s.mails is None:
-                        raise  # before the first mail: connect, TLS, AUTH
-                    s.conclude(mails, ex)
-                else:
-                    s.conclude(mails)
+                await s.run(s.do_client(self, mails))
+                s.conclude(mails)
+            except Exception as ex:
+                s.failed(ex)
             finally:
                 s.mails = None
                 s.close()

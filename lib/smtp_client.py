@@ -861,6 +861,13 @@ class Session:
                 addr = "127.0.0.1"
         return "[IPv6:%s]" % addr if ":" in addr else "[%s]" % addr
 
+    def failed(self, ex):
+        """A transaction's driver failed with `ex`: bad input, or a failure before the first
+        mail (connect, TLS, AUTH) is raised; after it, each mail gets its outcome."""
+        if self.mails is None or isinstance(ex, (ValueError, TypeError)):
+            raise ex
+        self.conclude(self.mails, ex)
+
     def conclude(self, mails, error=None):
         """After a transaction, or when the connection broke (`error`): a mail the server
         accepted stays accepted; the others get the error. smtplib: every recipient refused
@@ -1499,18 +1506,13 @@ class SMTP(Session):
         try:
             self._run(self.do_mails(mails, quit) if client is None
                       else self.do_client(client, mails))
-        except (ValueError, TypeError):
-            raise
+            self.conclude(mails)
         except Exception as ex:
-            if self.mails is None:
-                raise
-            self.conclude(mails, ex)
-            return
+            self.failed(ex)
         finally:
             self.mails = None
             if quit:
                 self.close()
-        self.conclude(mails)
 
 class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (RFC 8314 3.3, port 465)."""
