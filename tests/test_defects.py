@@ -334,14 +334,18 @@ LONG = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 57, "com"])
 assert len(LONG) == 254
 
 
+# A server that offers DSN and takes one pipelined mail, then QUIT.
+ONE_GOOD_MAIL = GREET + ehlo(b"PIPELINING", b"DSN", b"8BITMIME") + [
+    group(M, R, D), send(b"250 2.1.0 ok", b"250 2.1.5 ok", b"354 go ahead"),
+    ("expect_data",), send(b"250 2.0.0 queued")] + QUIT
+
+
 def test_7_batch_validated_before_the_first_mail(runtime):
     # The old code sent the first mail (MAIL, RCPT, DATA, body), then failed to build the
     # second mail's RCPT line (ValueError), dropped the connection and reported the first
     # mail, which the server had, as failed. Now every mail is checked after EHLO and before
     # the first MAIL: ValueError, the server sees no MAIL, the session goes on.
-    script = GREET + ehlo(b"PIPELINING", b"DSN", b"8BITMIME") + [
-        group(M, R, D), send(b"250 2.1.0 ok", b"250 2.1.5 ok", b"354 go ahead"),
-        ("expect_data",), send(b"250 2.0.0 queued")] + QUIT
+    script = ONE_GOOD_MAIL
     outs, srv = play(runtime, script, f"""
         s = sc.SMTP(timeout=TIMEOUT)
         s.connect(HOST, PORT)
@@ -433,9 +437,7 @@ INJECTIONS = [
 def test_9_options_and_addresses_cannot_inject_parameters(runtime):
     # ValueError before anything is sent, on SMTP.sendmail and Client.send (which would not
     # even connect). ENVID is xtext (RFC 3461 4.4): a space in it is encoded, not refused.
-    script = GREET + ehlo(b"PIPELINING", b"DSN", b"8BITMIME") + [
-        group(M, R, D), send(b"250 2.1.0 ok", b"250 2.1.5 ok", b"354 go ahead"),
-        ("expect_data",), send(b"250 2.0.0 queued")] + QUIT
+    script = ONE_GOOD_MAIL
     outs, srv = play(runtime, script, f"""
         s = sc.SMTP(timeout=TIMEOUT)
         s.connect(HOST, PORT)
