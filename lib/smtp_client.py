@@ -567,6 +567,8 @@ class Session:
     def do_mails(self, mails, quit=False):
         """Send each mail of `mails` (a list of _Mail); what happens to each is recorded
         in it. Every mail is checked against the EHLO now, before the first byte."""
+        if len(mails) > 8191:
+            raise ValueError("at most 8191 mails per batch")  # the reply ring's 13 bits
         self.mails = mails
         for m in mails:
             m.prepare(self)
