@@ -62,6 +62,11 @@ class _Driver(sc.Session):
             if ctx is None or isinstance(ex, SMTPException):
                 raise
             raise self._tls_error(ex)
+        if _MPY:
+            try:
+                self.w.s.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
+            except (OSError, AttributeError):
+                pass
         self.shaking = ctx is not None and _MPY
         self._tls = ctx is not None
         self._poll(self.r)

@@ -367,11 +367,12 @@ class Session:
         """Must the connection be dropped after `ex`? Not after a clean error reply or
         input refused before it was sent: the session is in step (smtplib keeps it open).
         Yes after 421 (RFC 5321 3.8), a broken connection or protocol, with replies still
-        due or commands unsent, while the server waits for an AUTH answer (334), and after
-        anything else (MemoryError half-way)."""
+        due or commands unsent, while the server waits for an AUTH answer (334) or for the
+        rest of a body, and after anything else (MemoryError half-way)."""
         return (not isinstance(ex, (SMTPResponseException, SMTPNotSupportedError, ValueError,
                                     TypeError)) and type(ex) is not SMTPException
                 or self.out or self.tx_len > self.tx_start or self.code == 334
+                or self.src is not None  # in the middle of a body
                 or getattr(ex, "smtp_code", 0) == 421)
 
     def wait_ms(self):
@@ -569,9 +570,9 @@ class Session:
         in it. Every mail is checked against the EHLO now, before the first byte."""
         if len(mails) > 8191:
             raise ValueError("at most 8191 mails per batch")  # the reply ring's 13 bits
-        self.mails = mails
         for m in mails:
             m.prepare(self)
+        self.mails = mails  # from here on, each mail gets its own outcome (failed())
         # Pipelined when the server allows it, one command per write otherwise (RFC 2920
         # is the server's opt-in). quit: QUIT in the last flight.
         piped = self.pipelining and self.caps & _PIPELINING
@@ -583,7 +584,7 @@ class Session:
                 continue
             if prev is not None and (chunked and piped or not prev.stage):
                 # RFC 5321 4.1.1.5: a failed transaction may still be open; RSET closes it.
-                self.queue(b"RSET", None, _X_RSET)
+                self.queue(b"RSET", None, _X_RSET)  # (room: see data())
                 if not piped:
                     yield _SYNC
             prev = m
@@ -605,7 +606,7 @@ class Session:
             for op in self.data(m, i, piped, chunked):
                 yield op
         if quit:
-            self.queue(b"QUIT", None, _X_QUIT)
+            self.queue(b"QUIT", None, _X_QUIT)  # (room: see data())
         self.left = 0
         yield _SYNC
         if not quit and prev is not None and prev.stage != _ACCEPTED:
@@ -647,13 +648,16 @@ class Session:
                     yield _SYNC
                     if not self.resume(m, chunked):
                         return
-        if len(self.tx) - self.tx_len < 5:  # the end needs CRLF and "." CRLF
+        if len(self.tx) - self.tx_len < 11:
+            # Room for the end (CRLF, "." CRLF) and what may follow it in the same flight
+            # without a check: the next mail's RSET, or QUIT.
             self.cut(i, 0, piped, chunked)
             yield _SYNC
             if not self.resume(m, chunked):
                 return
         self.body_end(chunked)
-        self.expect(_X_END, i)
+        if self.chunks >= 0:  # (a single announced chunk expects its reply already)
+            self.expect(_X_END, i)
         m.stage = _ENDED
         if not piped:
             self.left = 0
@@ -669,13 +673,28 @@ class Session:
         if chunked:
             if self.full(_BDAT_ROOM + 32):
                 yield _SYNC  # the first chunk's BDAT and some data fit behind MAIL/RCPT
+            self.src = b""  # a body is open: a failure before its end breaks the session
+            if m.size >= 0:
+                # An in-memory body's size is known: one chunk, "BDAT <size> LAST", streamed
+                # in as many writes as it takes (RFC 3030 2 sets no bound on a chunk), so a
+                # mail costs no wait of its own.
+                self.resume(m, True)
+                self.tx_len += m.size  # frame() counts the chunk's octets from tx_len
+                self.frame(True)
+                self.tx_len -= m.size
+                self.chunks = -1
+                self.expect(_X_END, i)
+                return m.body
             self.resume(m, True)
             return m.body
+        if self.full(8):
+            yield _SYNC
         self.queue(b"DATA", None, _X_DATA, i)
         self.left = 0
         yield _SYNC
         if m.data != 354:
             return None
+        self.src = b""  # a body is open: a failure before its end breaks the session
         if m.error is not None or len(m.refused) == len(m.to_addrs):
             return b""  # RFC 2920 3.1: answer that 354 with the end of data alone
         return m.body
@@ -712,7 +731,7 @@ class Session:
             self.tx_len -= extra
             self.expect(_X_BDAT, i)
             self.chunks += 1
-        if extra or not chunked:
+        if extra or not chunked or self.chunks < 0:
             self.left = self.out
         elif not piped:
             self.left = 0
@@ -722,8 +741,9 @@ class Session:
     def resume(self, m, chunked, reopen=True):
         """After a SYNC in the body: False when the mail failed and its BDAT must stop
         (RFC 3030 2); else open the next chunk (`reopen`)."""
-        if chunked:
+        if chunked and self.chunks >= 0:
             if m.error is not None:
+                self.src = None  # stopped at a chunk's end: the session is in step
                 return False
             if reopen:
                 self.chunk_at = self.tx_len + _BDAT_ROOM
@@ -733,12 +753,13 @@ class Session:
     def body_end(self, chunked):
         """Close an open last line (RFC 5321 2.3.8: the message ends with CRLF), then "."
         CRLF (RFC 5321 4.1.1.4) or the LAST chunk (RFC 3030 2)."""
+        self.src = None  # (the body is complete: no reference to the caller's data)
         if self.cr or not self.bol:
             self.put(_CRLF)
-        if chunked:
-            self.frame(True)
-        else:
+        if not chunked:
             self.put(b".\r\n")
+        elif self.chunk_at >= 0:
+            self.frame(True)
 
     def frame(self, last):
         """Write "BDAT <n> [LAST]" right before the chunk's data (RFC 3030 2: exactly n
@@ -864,9 +885,10 @@ class Session:
         return "[IPv6:%s]" % addr if ":" in addr else "[%s]" % addr
 
     def failed(self, ex):
-        """A transaction's driver failed with `ex`: bad input, or a failure before the first
-        mail (connect, TLS, AUTH) is raised; after it, each mail gets its outcome."""
-        if self.mails is None or isinstance(ex, (ValueError, TypeError)):
+        """A transaction's driver failed with `ex`: before the mails were under way (bad
+        input, connect, TLS, AUTH) it is raised; after, each mail gets its outcome (a bad
+        body part fails its mail, one the server accepted stays accepted)."""
+        if self.mails is None:
             raise ex
         self.conclude(self.mails, ex)
 
@@ -927,13 +949,15 @@ class _Mail:
         for a in to:
             _check_addr(a, "recipient")
         self.mopts = [_b(_check_text(o, "mail option")) for o in mail_options]
-        self.ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options]
+        self.ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options] if (
+            rcpt_options) else ()
         if options:
             import smtp_ext
 
             smtp_ext.check_options(options)
             self.options = options
         self.body = _body(msg)
+        self.size = -1  # an in-memory body's size on the wire (no dot-stuffing), when known
         self.refused = {}
         self.error = None
         self.got = 0  # RCPT replies seen
@@ -970,12 +994,14 @@ class _Mail:
                     raise SMTPNotSupportedError("8-bit message: server has no 8BITMIME")
                 if not declared:
                     mopts.append(b"BODY=8BITMIME")
+            # The size after CRLF normalisation, with the last line closed and without
+            # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
+            crlf = body.count(_CRLF)
+            size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * crlf
+            if size and body[-1] != _LF and body[-1] != _CR:
+                size += 2
+            self.size = size
             if caps & _SIZE:
-                # RFC 1870 6: the size after CRLF normalisation, without dot-stuffing.
-                crlf = body.count(_CRLF)
-                size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * crlf
-                if size and body[-1] != _LF and body[-1] != _CR:
-                    size += 2
                 if s.size_limit and size > s.size_limit:
                     raise SMTPNotSupportedError(
                         "message of %d bytes exceeds the server's SIZE %d" % (size, s.size_limit))

@@ -166,7 +166,7 @@ def params(mail, s):
         if notify:
             # RFC 3461 4.1-4.2: NOTIFY per recipient, with ORCPT naming the address.
             n = b"NOTIFY=" + sc._b(notify).upper().replace(b" ", b"")
-            mail.rcpt_extra = [mail.ropts + [n, b"ORCPT=rfc822;" + xtext(sc._b(a))]
+            mail.rcpt_extra = [list(mail.ropts) + [n, b"ORCPT=rfc822;" + xtext(sc._b(a))]
                                for a in mail.to_addrs]
     if opts.get("requiretls"):
         # RFC 8689 4: only over TLS, and only to a server that offers it.

@@ -146,7 +146,9 @@ def test_2_bdat_stops_after_the_envelope_failed(runtime, refusal):
         group(M, R), ("expect_bdat",), send(b"250 2.1.0 ok", b"250 2.1.5 ok", b"250 2.0.0 queued"),
     ] + QUIT
     outs, srv = play(runtime, script, """
-        body = b"".join(b"line %04d of the body\\n" % k for k in range(300))
+        import io
+        # From a file, several chunks (in memory a body would be one "BDAT <size> LAST").
+        body = io.BytesIO(b"".join(b"line %04d of the body\\n" % k for k in range(300)))
         s = sc.SMTP(timeout=TIMEOUT)
         s.connect(HOST, PORT)
         report(lambda: s.sendmail(FROM, TO, body), s)

@@ -21,7 +21,6 @@ Needs root and Postfix (`make postfix-installed`), like the Postfix tests.
 """
 
 import argparse
-import os
 import socket
 import sys
 import threading
@@ -439,7 +438,8 @@ def main(argv=None):
         "CHUNKING (<= 3 with PIPELINING only); 30 mails <= 4 waits with CHUNKING and <= 32",
         "without.",
         "",
-        "## Time per plain 2 KB mail to 3 recipients on loopback (Postfix, 50 mails, one connection)",
+        "## Time per plain 2 KB mail to 3 recipients on loopback "
+        "(Postfix, 50 mails, one connection)",
         "",
         "| client | ms per mail |",
         "|---|---:|",
