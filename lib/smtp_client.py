@@ -5,7 +5,7 @@
 commands in `tx`, parses replies in `rx` where they lie, encodes the body, and decides what
 happens next. Its operations are generators that yield one small int at a time, an order to
 the driver: SYNC (write what tx holds, then read replies until at most `left` are
-outstanding, giving each to `take()`), REGION (write `src[ri:rj]` straight from the caller's
+outstanding, giving each to `take()`), REGION (write `src[0:rj]` straight from the caller's
 buffer) or TLS (upgrade the connection). The blocking driver is `SMTP` (smtplib's names,
 signatures and exceptions), `SMTP_SSL` and the NetX-shaped `Client`; smtp_async runs the
 same generators with awaits. Rarely used features live in smtp_ext (send_many, DSN,
@@ -196,9 +196,10 @@ class Pool:
 class Session:
     """SMTP (RFC 5321 with 3207, 4954, 2920, 3030, 1870, 6152, 6531) without I/O.
 
-    The generators `greet`, `hello`, `starttls`, `auth`, `login`, `command`, `transaction`
-    and `run_client` yield orders (SYNC, REGION, TLS); a driver carries each out and resumes
-    the generator. Every sequencing and security rule is here, once."""
+    The generators `do_command` (no verb: the greeting), `do_ehlo`, `do_hello`,
+    `do_starttls`, `do_auth`, `do_login`, `do_mails` and `do_client` yield orders (SYNC,
+    REGION, TLS); a driver carries each out and resumes the generator. Every sequencing and
+    security rule is here, once."""
 
     # Class-level defaults keep instances small (smtplib does the same).
     caps = 0
@@ -676,19 +677,18 @@ class Session:
         if chunked:
             if self.full(_BDAT_ROOM + 32):
                 yield _SYNC  # the first chunk's BDAT and some data fit behind MAIL/RCPT
+            if not self.resume(m, True):
+                return None  # its failure was read already: no BDAT at all (RFC 3030 2)
             self.src = b""  # a body is open: a failure before its end breaks the session
             if m.size >= 0:
                 # An in-memory body's size is known: one chunk, "BDAT <size> LAST", streamed
                 # in as many writes as it takes (RFC 3030 2 sets no bound on a chunk), so a
                 # mail costs no wait of its own.
-                self.resume(m, True)
                 self.tx_len += m.size  # frame() counts the chunk's octets from tx_len
                 self.frame(True)
                 self.tx_len -= m.size
                 self.chunks = -1
                 self.expect(_X_END, i)
-                return m.body
-            self.resume(m, True)
             return m.body
         if self.full(8):
             yield _SYNC
