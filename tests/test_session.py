@@ -297,3 +297,18 @@ def test_refusal_text_is_bounded():
     w.run(w.s.do_mails([m])).done()
     code, text = m.refused["b@x.test"]
     assert code == 550 and len(text) <= 512 + 20
+
+
+def test_no_bdat_for_a_mail_whose_failure_was_read():
+    # A pipelined group is read back when 72 replies are due (RFC 2920 3.4). When that read
+    # already brought the mail's refusal, its body is not sent at all (RFC 3030 2): no BDAT,
+    # then RSET. 75 recipients: MAIL and 71 RCPT (in buffer-sized writes), read back, 4 more.
+    to = ["r%d@x.test" % k for k in range(75)]
+    replies = b"550 5.7.1 sender denied\r\n" + b"503 5.5.1 MAIL first\r\n" * 75 + b"250 ok\r\n"
+    w = opened(replies, "PIPELINING", "CHUNKING")
+    m = mail(to=to)
+    w.run(w.s.do_mails([m])).done()
+    sent = b"".join(w.flights)
+    assert b"BDAT" not in sent and sent.count(b"RCPT TO:") == 75, w.flights
+    assert w.flights[-1] == b"RSET\r\n"
+    assert isinstance(m.error, sc.SMTPSenderRefused)
