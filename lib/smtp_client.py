@@ -997,13 +997,15 @@ class _Mail:
                     raise SMTPNotSupportedError("8-bit message: server has no 8BITMIME")
                 if not declared:
                     mopts.append(b"BODY=8BITMIME")
-            # The size after CRLF normalisation, with the last line closed and without
-            # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
-            crlf = body.count(_CRLF)
-            size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * crlf
-            if size and body[-1] != _LF and body[-1] != _CR:
-                size += 2
-            self.size = size
+            if caps & _SIZE or s.chunking and caps & _CHUNKING:
+                # The size after CRLF normalisation, with the last line closed and without
+                # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
+                # Three scans of the body in C: only when the server can use the number.
+                crlf = body.count(_CRLF)
+                size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * crlf
+                if size and body[-1] != _LF and body[-1] != _CR:
+                    size += 2
+                self.size = size
             if caps & _SIZE:
                 if s.size_limit and size > s.size_limit:
                     raise SMTPNotSupportedError(
