@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 import smtp_client as sc
-from smtp_client import (SendResult, SMTPConnectError, SMTPException, SMTPNotSupportedError,
+from smtp_client import (SMTPConnectError, SMTPException, SMTPNotSupportedError,
                          SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError)
 
 __version__ = "0.1.0"
@@ -24,18 +24,12 @@ _SYNC = 1  # smtp_client's orders (its const()s are not module attributes; a tes
 _REGION = 2
 
 
-class _Driver(sc.Session):
-    """One connection of an AsyncClient: the session plus a reader and a writer."""
+class _Driver(sc.SMTP):
+    """The session of an AsyncClient: SMTP's options and state, a reader and a writer, and
+    awaits where SMTP blocks (its _check, _sync, _read and _write are overridden here)."""
 
     r = w = None
     shaking = False  # MicroPython: the TLS handshake runs inside the first reads
-
-    def __init__(self, c):
-        super().__init__(c.pool)
-        for name in ("timeout", "local_hostname", "pipelining", "chunking"):
-            setattr(self, name, getattr(c, name))
-        self.ssl_context = c.context
-        self.allow(c.allow_plaintext_auth)
 
     def _tls_error(self, ex):
         return SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
@@ -48,13 +42,13 @@ class _Driver(sc.Session):
         except asyncio.TimeoutError:
             raise SMTPTimeoutError("timed out")
 
-    async def connect(self, c):
+    async def open(self, c):
         self.own(True)
         self.reset()
         self._host = c.host
         ctx = None
-        if c.tls == "implicit":
-            ctx = c.context if c.context is not None else sc.create_context()
+        if self._implicit:
+            ctx = self.context if self.context is not None else sc.create_context()
         try:
             self.r, self.w = await self._wait(
                 asyncio.open_connection(c.host, c.port, ssl=ctx), self.ms)
@@ -176,7 +170,7 @@ class _Driver(sc.Session):
 
     async def _starttls(self):
         await self._check(True)  # RFC 3207 6: bytes after the 220 would pass as if over TLS
-        ctx = self.ssl_context if self.ssl_context is not None else sc.create_context()
+        ctx = self.context if self.context is not None else sc.create_context()
         if _MPY:
             # The stream's socket is wrapped in place; the handshake runs in the next reads
             # and writes, non-blocking, so its waits have the session's deadlines too.
@@ -206,34 +200,35 @@ class AsyncClient(sc.Client):
     coroutines. Sends on one client run one at a time (they share its pool)."""
 
     _lock = None
+    _session = _Driver
 
     def __getattr__(self, name):
         raise AttributeError(name)  # not Client's blocking extras (smtp_ext)
 
     async def send(self, to_addrs, msg, *, from_addr=None, **options):
         """One mail over a fresh connection; a SendResult, or the classified exception."""
-        mail = sc._Mail(self._sender(from_addr), to_addrs, msg, (), (), options)
+        mail = sc.SendResult(self._sender(from_addr), to_addrs, msg, (), (), options)
         await self._send([mail])
         if mail.error is not None:
             raise mail.error
-        return SendResult(mail.refused)
+        return mail
 
     async def send_many(self, mails, **options):
         """(to_addrs, msg[, from_addr]) tuples over one fresh connection: one SendResult per
         mail, in order; a mail the server accepted is never reported failed. Errors before
         the first mail (connect, TLS, AUTH) are raised."""
-        batch = [sc._Mail(self._sender(m[2] if len(m) > 2 else None), m[0], m[1], (), (),
-                          options) for m in mails]
+        batch = [sc.SendResult(self._sender(m[2] if len(m) > 2 else None), m[0], m[1], (), (),
+                               options) for m in mails]
         await self._send(batch)
-        return [SendResult(m.refused, m.error) for m in batch]
+        return batch
 
     async def _send(self, mails):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            s = _Driver(self)
+            s = self.session
             try:
-                await s.connect(self)
+                await s.open(self)
                 await s.run(s.do_command())  # the greeting
                 if s.code != 220:
                     raise SMTPConnectError(s.code, s.text)

@@ -65,8 +65,10 @@ _X_QUIT = const(7)
 # 3.4: neither side's buffers may fill while the other waits; 72 short replies are ~2-3 KB,
 # well inside a board's TCP window), so 30 mails of 3 recipients cost 2 read-backs.
 _RING = const(80)
-_ENDED = const(1)  # a mail's end of data went out
-_ACCEPTED = const(2)  # the server answered 250 to it
+# A mail's stage: nothing yet (0), then
+_GO = const(1)  # DATA got 354
+_ENDED = const(2)  # its end of data went out
+_ACCEPTED = const(3)  # the server answered 250 to it
 
 _AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile server finite
 _REPLY_LINES = const(64)  # lines of a reply: real servers send < 20
@@ -132,7 +134,10 @@ class SMTPRecipientsRefused(SMTPException):
     def __init__(self, recipients):
         self.recipients = recipients
         self.args = (recipients,)
-        self.transient = all(400 <= c < 500 for c, _ in recipients.values())
+        self.transient = True
+        for c, _ in recipients.values():
+            if not 400 <= c < 500:
+                self.transient = False
         self.permanent = not self.transient
 
 
@@ -186,7 +191,9 @@ class Pool:
         # just below one of them is continued in place without allocating a memoryview.
         self.rx = bytearray(bufsize + seg)
         mv = memoryview(self.rx)
-        self.rxv = [mv[k * seg :] for k in range(9)]
+        self.rxv = []
+        for k in range(9):
+            self.rxv.append(mv[k * seg :])
         self.tx = bytearray(bufsize)
         self.chunk = bytearray(bufsize)
         self.seg = seg
@@ -253,11 +260,6 @@ class Session:
         self.auth_line = b""
         self.ehlo_resp = self.helo_resp = None
         self.does_esmtp = self._tls = False
-
-    def allow(self, plain):
-        """Credentials may go out without TLS (the caller opted in: allow_plaintext_auth)."""
-        if self.plain_ok != plain:
-            self.plain_ok = plain
 
     def own(self, take):
         """Take the pool for this session (a connection starts) or give it back. A pool
@@ -348,15 +350,6 @@ class Session:
             self.line = self.nlines = 0
             return code
 
-    def reply_text(self):
-        """The text of the reply just parsed, lines joined by "\\n" (smtplib's shape)."""
-        lines = self.lines
-        if not lines:
-            return b""
-        text = lines[0] if len(lines) == 1 else b"\n".join(lines)
-        lines.clear()  # the same list for every reply: no garbage, no holes in the heap
-        return text
-
     def unsolicited(self, starttls=False):
         """The exception for bytes that answer nothing (RFC 5321 4.2: one reply per
         command). RFC 5321 3.8: a server shutting down sends 421 and closes: transient."""
@@ -392,7 +385,13 @@ class Session:
         self.head = (self.head + 1) % _RING
         self.out -= 1
         self.sent -= 1
-        text = self.reply_text()
+        # The reply's text: its lines joined by "\n" (smtplib's shape). The same list serves
+        # every reply: no garbage, no holes in the heap.
+        lines = self.lines
+        text = b""
+        if lines:  # (clear() reallocates even an empty list)
+            text = lines[0] if len(lines) == 1 else b"\n".join(lines)
+            lines.clear()
         kind = x & 7
         if kind == _X_CMD:
             self.code = code
@@ -512,12 +511,15 @@ class Session:
 
     def do_auth(self, mechanism, authobject, initial_response_ok=True):
         """One SASL exchange; authobject(challenge) returns the response (None challenge:
-        the initial response). Credentials only over TLS unless `plain_ok`."""
+        the initial response), or authobject is the list of responses in order, the first
+        one the initial response. Credentials only over TLS unless `plain_ok`."""
         if not (self._tls or self.plain_ok):
-            raise SMTPNotSupportedError("no credentials without TLS (allow_plaintext_auth)")
+            raise SMTPNotSupportedError("credentials need TLS: tls='starttls' or 'implicit' "
+                                        "(allow_plaintext_auth=True sends them readable)")
+        said = authobject if isinstance(authobject, list) else None
         arg = None
         if initial_response_ok:
-            ir = authobject(None)
+            ir = authobject(None) if said is None else said.pop(0)
             if ir is not None:
                 arg = _b64(ir) if ir else b"="  # RFC 4954 4: "=" is an empty response
         yield from self.do_command(b"AUTH " + mechanism.encode(), arg)
@@ -534,7 +536,8 @@ class Session:
                 challenge = binascii.a2b_base64(self.text)
             except ValueError:
                 raise SMTPProtocolError("334 challenge is not base64")
-            yield from self.do_command(_b64(authobject(challenge)))
+            yield from self.do_command(_b64(authobject(challenge) if said is None else
+                                            said.pop(0) if said else b""))
         if self.code not in (235, 503):  # 503: already authenticated
             raise SMTPAuthenticationError(self.code, self.text)
 
@@ -556,11 +559,11 @@ class Session:
         password = _b(password)
         if mechanism == "PLAIN":
             # RFC 4616 2: authzid NUL authcid NUL passwd, authzid empty.
-            obj = lambda c: b"\0" + user + b"\0" + password  # noqa: E731
+            obj = [b"\0" + user + b"\0" + password]
         elif mechanism == "LOGIN":
-            # The LOGIN draft: "Username:" then "Password:" challenges, no initial response.
-            said = [user, password]
-            obj = lambda c: None if c is None else said.pop(0) if said else b""  # noqa: E731
+            # The LOGIN draft: the user name (as the initial response, as smtplib sends it,
+            # or on the "Username:" challenge), then the password on "Password:".
+            obj = [user, password]
         else:
             import smtp_ext
 
@@ -570,7 +573,7 @@ class Session:
     # ----- mail transactions (RFC 5321 3.3; RFC 2920 PIPELINING; RFC 3030 CHUNKING)
 
     def do_mails(self, mails, quit=False):
-        """Send each mail of `mails` (a list of _Mail); what happens to each is recorded
+        """Send each mail of `mails` (a list of SendResult); what happens to each is recorded
         in it. Every mail is checked against the EHLO now, before the first byte."""
         if len(mails) > 8191:
             raise ValueError("at most 8191 mails per batch")  # the reply ring's 13 bits
@@ -586,7 +589,7 @@ class Session:
             m = mails[i]
             if m.error is not None:
                 continue
-            if prev is not None and (chunked and piped or not prev.stage):
+            if prev is not None and (chunked and piped or prev.stage < _ENDED):
                 # RFC 5321 4.1.1.5: a failed transaction may still be open; RSET closes it.
                 self.queue(b"RSET", None, _X_RSET)  # (room: see data())
                 if not piped:
@@ -619,7 +622,18 @@ class Session:
     def data(self, m, i, piped, chunked):
         """The body of mail i: DATA (dot-stuffed, RFC 5321 4.1.1.4) after 354, or BDAT
         chunks of tx's size, the last marked LAST (RFC 3030 2)."""
-        body = yield from self.open_body(m, i, chunked)
+        self.chunks = 0  # BDAT chunks of this mail before LAST
+        self.bol = True  # the encoder's line state (RFC 5321 4.5.2)
+        self.cr = False
+        self.stuff = not chunked
+        # The first chunk's BDAT and some data fit behind MAIL/RCPT; or DATA does.
+        if self.full(_BDAT_ROOM + 32 if chunked else 8):
+            yield _SYNC
+        if not chunked:
+            self.queue(b"DATA", None, _X_DATA, i)
+            self.left = 0
+            yield _SYNC
+        body = self.open_body(m, i, chunked)
         if body is None:
             return
         src = None
@@ -645,13 +659,13 @@ class Session:
                 yield _SYNC
                 if not self.resume(m, chunked):
                     return
+            s = self.encode(src, s, j)
             while s < j:
+                self.cut(i, 0, piped, chunked)
+                yield _SYNC
+                if not self.resume(m, chunked):
+                    return
                 s = self.encode(src, s, j)
-                if s < j:
-                    self.cut(i, 0, piped, chunked)
-                    yield _SYNC
-                    if not self.resume(m, chunked):
-                        return
         if len(self.tx) - self.tx_len < 11:
             # Room for the end (CRLF, "." CRLF) and what may follow it in the same flight
             # without a check: the next mail's RSET, or QUIT.
@@ -668,15 +682,9 @@ class Session:
             yield _SYNC
 
     def open_body(self, m, i, chunked):
-        """Open the body: the first BDAT chunk, or DATA and its 354 (RFC 5321 4.1.1.4: the
+        """Open the body: the first BDAT chunk, or after DATA's 354 (RFC 5321 4.1.1.4: the
         body only after it). Returns what to send, None for nothing."""
-        self.chunks = 0  # BDAT chunks of this mail before LAST
-        self.bol = True  # the encoder's line state (RFC 5321 4.5.2)
-        self.cr = False
-        self.stuff = not chunked
         if chunked:
-            if self.full(_BDAT_ROOM + 32):
-                yield _SYNC  # the first chunk's BDAT and some data fit behind MAIL/RCPT
             if not self.resume(m, True):
                 return None  # its failure was read already: no BDAT at all (RFC 3030 2)
             self.src = b""  # a body is open: a failure before its end breaks the session
@@ -690,12 +698,7 @@ class Session:
                 self.chunks = -1
                 self.expect(_X_END, i)
             return m.body
-        if self.full(8):
-            yield _SYNC
-        self.queue(b"DATA", None, _X_DATA, i)
-        self.left = 0
-        yield _SYNC
-        if m.data != 354:
+        if m.stage != _GO:
             return None
         self.src = b""  # a body is open: a failure before its end breaks the session
         if m.error is not None or len(m.refused) == len(m.to_addrs):
@@ -904,6 +907,9 @@ class Session:
                 m.error = error
             if len(m.refused) == len(m.to_addrs) and not isinstance(m.error, SMTPSenderRefused):
                 m.error = SMTPRecipientsRefused(m.refused)
+            m.sent = m.error is None
+            m.ok = m.sent and not m.refused
+            m.body = None  # no reference to the caller's data
 
 
 def _copy(dst, d, src, s, n):
@@ -920,30 +926,25 @@ def _copy(dst, d, src, s, n):
 
 
 class SendResult:
-    """What happened to one mail: `refused` maps each refused recipient to (code, msg);
-    `error` is the exception that stopped the mail (None: the server accepted it)."""
+    """One mail: its checked input (all of it before any byte is sent), then what happened
+    to it, which is what a send returns: `refused` maps each refused recipient to (code,
+    msg); `error` is the exception that stopped the mail (None: the server accepted it);
+    `sent` (accepted), `ok` (accepted for every recipient). One object per mail, for the
+    whole send: the record is the result."""
 
-    def __init__(self, refused, error=None):
-        self.refused = refused
-        self.error = error
-        self.sent = error is None
-        self.ok = self.sent and not refused  # accepted for every recipient
+    rcpt_extra = None  # per-recipient parameters (DSN's NOTIFY, ORCPT: smtp_ext)
+    options = None
 
     @property
     def enhanced(self):
         """RFC 3463 status of each refused recipient ("5.1.1"), where the server sent one."""
-        return {a: _enhanced(c, t) for a, (c, t) in self.refused.items()}
+        d = {}
+        for a, (c, t) in self.refused.items():
+            d[a] = _enhanced(c, t)
+        return d
 
     def __repr__(self):
         return "SendResult(refused=%r, error=%r)" % (self.refused, self.error)
-
-
-class _Mail:
-    """One mail: its checked input (all of it before any byte is sent) and what the server
-    said about it. Small: a batch holds one per mail for the whole send."""
-
-    rcpt_extra = None  # per-recipient parameters (DSN's NOTIFY, ORCPT: smtp_ext)
-    options = None
 
     def __init__(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), options=None):
         _check_addr(from_addr, "from_addr")
@@ -951,9 +952,13 @@ class _Mail:
         self.to_addrs = to = _addr_list(to_addrs)
         for a in to:
             _check_addr(a, "recipient")
-        self.mopts = [_b(_check_text(o, "mail option")) for o in mail_options]
-        self.ropts = [_b(_check_text(o, "rcpt option")) for o in rcpt_options] if (
-            rcpt_options) else ()
+        mopts: list = []
+        ropts: list = []
+        for opts, given in ((mopts, mail_options), (ropts, rcpt_options)):
+            for o in given:
+                opts.append(_b(_check_text(o, "mail or rcpt option")))
+        self.mopts = mopts
+        self.ropts = ropts or ()
         if options:
             import smtp_ext
 
@@ -963,9 +968,9 @@ class _Mail:
         self.size = -1  # an in-memory body's size on the wire (no dot-stuffing), when known
         self.refused = {}
         self.error = None
+        self.sent = self.ok = False  # set now: concluding a mail must not allocate
         self.got = 0  # RCPT replies seen
-        self.data = 0  # DATA's reply
-        self.stage = 0  # _ENDED: the end of data went out; _ACCEPTED: 250 to it
+        self.stage = 0  # _GO, _ENDED, _ACCEPTED
 
     def prepare(self, s):
         """Add the ESMTP parameters the server's EHLO allows; a mail it cannot take gets
@@ -983,13 +988,19 @@ class _Mail:
     def params(self, s):
         caps = s.caps
         mopts = self.mopts
-        if not all(_ascii(_b(a)) for a in [self.from_addr] + self.to_addrs):
+        # What the caller gave goes out once, not again beside what is added here.
+        given = b" " + b" ".join(mopts).upper()
+        declared = b" BODY=" in given
+        ascii = _ascii(_b(self.from_addr))
+        for a in self.to_addrs:
+            ascii = ascii and _ascii(_b(a))
+        if not ascii:
             # RFC 6531 3.4: a non-ASCII address needs the server's SMTPUTF8.
             if not caps & _SMTPUTF8:
                 raise SMTPNotSupportedError("non-ASCII address: server has no SMTPUTF8")
-            mopts.append(b"SMTPUTF8")
+            if b" SMTPUTF8 " not in given + b" ":
+                mopts.append(b"SMTPUTF8")
         body = self.body
-        declared = any(o.upper().startswith(b"BODY=") for o in mopts)
         if isinstance(body, (bytes, bytearray)):
             # RFC 6152 3: declare 8-bit content; without 8BITMIME it may not be sent.
             if not _ascii(body):
@@ -1001,12 +1012,11 @@ class _Mail:
                 # The size after CRLF normalisation, with the last line closed and without
                 # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
                 # Three scans of the body in C: only when the server can use the number.
-                crlf = body.count(_CRLF)
-                size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * crlf
-                if size and body[-1] != _LF and body[-1] != _CR:
-                    size += 2
-                self.size = size
+                size = (len(body) + body.count(b"\n") + body.count(b"\r")
+                        - 2 * body.count(_CRLF))
+                self.size = size + 2 * (size > 0 and body[-1] != _LF and body[-1] != _CR)
             if caps & _SIZE:
+                size = self.size
                 if s.size_limit and size > s.size_limit:
                     raise SMTPNotSupportedError(
                         "message of %d bytes exceeds the server's SIZE %d" % (size, s.size_limit))
@@ -1063,8 +1073,9 @@ class _Mail:
                     # included, stops here: RFC 3030 2).
                     self.error = self.error or SMTPRecipientsRefused(self.refused)
         elif kind == _X_DATA:
-            self.data = code
-            if code != 354:
+            if code == 354:
+                self.stage = _GO
+            else:
                 self.error = self.error or SMTPDataError(code, text)
         elif code != 250:  # a BDAT chunk, or the end of data
             self.error = self.error or SMTPDataError(code, text)
@@ -1095,11 +1106,11 @@ def _b64(data):
 def _check_text(value, what):
     # RFC 5321 2.3.8 / 4.1.2: CR, LF and NUL would end or corrupt the command line and let
     # a caller's data inject commands; refuse before a byte is sent.
-    if not isinstance(value, (str, bytes, bytearray)):
+    v = value.encode() if isinstance(value, str) else value
+    if not isinstance(v, (bytes, bytearray)):
         raise TypeError(what + " must be str or bytes")
-    for c in ("\r", "\n", "\0") if isinstance(value, str) else (b"\r", b"\n", b"\0"):
-        if c in value:
-            raise ValueError("CR, LF or NUL in " + what)
+    if b"\r" in v or b"\n" in v or b"\0" in v:
+        raise ValueError("CR, LF or NUL in " + what)
     return value
 
 
@@ -1247,6 +1258,9 @@ def create_context(cadata=None, *, verify=True):
         print("smtp_client: WARNING: TLS certificate verification is OFF")
         return ctx
     ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
+    if isinstance(cadata, str):
+        raise TypeError("cadata: the certificate's DER bytes, not a path "
+                        "(open(path, 'rb').read())")
     if cadata is not None:
         for ca in cadata if isinstance(cadata, (list, tuple)) else (cadata,):
             ctx.load_verify_locations(ca)  # positional DER; each call adds one CA
@@ -1266,19 +1280,21 @@ class SMTP(Session):
     debuglevel = 0
     default_port = SMTP_PORT
     source_address = None
-    socket_pool = ssl_context = context = None  # context: SMTP_SSL's
+    socket_pool = context = None
     _implicit = False  # TLS from the first byte (SMTP_SSL)
 
     def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None,
-                 *, bufsize=512, pool=None, pipelining=True, chunking=True, socket_pool=None,
-                 ssl_context=None):
+                 *, context=None, bufsize=512, pool=None, pipelining=True, chunking=True,
+                 socket_pool=None, ssl_context=None):
         super().__init__(pool, bufsize)
         if socket_pool is not None and _MPY:
             raise ValueError("socket_pool is for CircuitPython")
-        # socket_pool: where sockets come from (CircuitPython's socketpool.SocketPool).
+        # socket_pool: where sockets come from (CircuitPython's socketpool.SocketPool);
+        # context: TLS for STARTTLS and SMTP_SSL (ssl_context is Adafruit's name for it).
         # Only what differs from the class defaults: a small instance dict (heap).
         for name, value, default in (
-                ("socket_pool", socket_pool, None), ("ssl_context", ssl_context, None),
+                ("socket_pool", socket_pool, None),
+                ("context", context if context is not None else ssl_context, None),
                 ("local_hostname", local_hostname, None), ("timeout", timeout, 30),
                 ("source_address", source_address, None), ("pipelining", pipelining, True),
                 ("chunking", chunking, True)):
@@ -1405,11 +1421,11 @@ class SMTP(Session):
                 else:
                     self._check(True)
                     if _MPY:
-                        self._wrap(self.ssl_context)
+                        self._wrap(self.context)
                     else:
                         import smtp_cpython
 
-                        smtp_cpython.wrap(self, self.ssl_context)
+                        smtp_cpython.wrap(self, self.context)
         except BaseException as ex:
             if self.broken(ex):
                 self.close()
@@ -1504,7 +1520,7 @@ class SMTP(Session):
                                         "use SMTP_SSL (tls='implicit')")
         self.ehlo_or_helo_if_needed()
         if context is not None:
-            self.ssl_context = context
+            self.context = context
         return self._run(self.do_starttls())
 
     def login(self, user, password, *, initial_response_ok=True, mechanism=None,
@@ -1515,14 +1531,14 @@ class SMTP(Session):
         _check_text(user, "user")
         _check_text(password, "password")
         self.ehlo_or_helo_if_needed()
-        self.allow(allow_plaintext_auth)
+        self.plain_ok = allow_plaintext_auth
         return self._run(self.do_login(user, password, mechanism, initial_response_ok))
 
     def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), **options):
         """Send one mail; return {refused address: (code, msg)}. Raises
         SMTPRecipientsRefused only when every recipient was refused (smtplib). Options
         (smtp_ext: RFC 3461 DSN, RFC 8689): notify=, ret=, envid=, requiretls=True."""
-        mail = _Mail(from_addr, to_addrs, msg, mail_options, rcpt_options, options)
+        mail = SendResult(from_addr, to_addrs, msg, mail_options, rcpt_options, options)
         self._mails([mail], False)
         if mail.error is not None:
             raise mail.error
@@ -1553,30 +1569,28 @@ class SMTP_SSL(SMTP):
     default_port = SMTP_SSL_PORT
     _implicit = True
 
-    def __init__(self, host="", port=0, local_hostname=None, timeout=30, source_address=None,
-                 *, context=None, **kw):
-        # ssl_context= (Adafruit's name) is the same as context=.
-        self.context = context if context is not None else kw.get("ssl_context")
-        super().__init__(host, port, local_hostname, timeout, source_address, **kw)
-
 
 # --------------------------------------------------------------------------- per-mail Client
 
 
 class Client:
     """A mail client shaped like NetX Duo's: configure once, then `send()` opens a fresh
-    connection per mail, sends, quits, and always returns to its initial state."""
+    connection per mail, sends, quits, and always returns to its initial state. `options`
+    are SMTP's keywords: context (or ssl_context), local_hostname, timeout, bufsize, pool,
+    pipelining, chunking, socket_pool, source_address."""
 
-    _smtp = None
+    _session = SMTP  # AsyncClient's is smtp_async's driver
 
     def __init__(self, host, port=None, *, username=None, password=None, from_addr=None,
-                 auth="auto", tls="starttls", context=None, local_hostname=None, timeout=30,
-                 bufsize=512, pool=None, allow_plaintext_auth=False, pipelining=True,
-                 chunking=True, socket_pool=None, ssl_context=None):
+                 auth="auto", tls=None, allow_plaintext_auth=False, **options):
+        # RFC 8314 3.3: port 465 is TLS from the first byte; STARTTLS there would wait for a
+        # greeting the server never sends (it waits for the ClientHello).
+        if tls is None:
+            tls = "implicit" if port == SMTP_SSL_PORT else "starttls"
+        elif tls == "starttls" and port == SMTP_SSL_PORT:
+            raise ValueError("port 465 is implicit TLS: tls='implicit' (or leave tls out)")
         if tls not in ("starttls", "implicit", "none"):
             raise ValueError("tls must be 'starttls', 'implicit' or 'none'")
-        if socket_pool is not None and tls == "starttls":
-            raise ValueError("socket_pool needs tls='implicit' or 'none' (CircuitPython)")
         if auth not in ("auto", "plain", "login", "cram-md5", "xoauth2", "none"):
             raise ValueError("auth must be auto, plain, login, cram-md5, xoauth2 or none")
         if (username is None) != (password is None) or auth not in ("auto", "none") and (
@@ -1587,35 +1601,33 @@ class Client:
             _check_text(password, "password")
         if from_addr is not None:
             _check_addr(from_addr, "from_addr")
-        if local_hostname is not None:
-            _check_text(local_hostname, "local_hostname")
+        if tls == "starttls" and options.get("socket_pool") is not None:
+            raise ValueError("socket_pool needs tls='implicit' or 'none' (CircuitPython)")
         self.host = _check_text(host, "host")
         self.port = port or (SUBMISSION_PORT if tls == "starttls" else
                              SMTP_SSL_PORT if tls == "implicit" else SMTP_PORT)
-        self.pool = pool if pool is not None else Pool(bufsize)
         self.username = username
         self.password = password
         self.from_addr = from_addr
         self.auth = auth
         self.tls = tls
-        self.context = context if context is not None else ssl_context  # Adafruit's name
-        self.local_hostname = local_hostname
-        self.timeout = timeout
-        self.allow_plaintext_auth = allow_plaintext_auth
-        self.pipelining = pipelining
-        self.chunking = chunking
-        self.socket_pool = socket_pool
+        # The session of every send: made once (options checked now), connected afresh
+        # and closed by each send.
+        s = self.session = self._session(**options)
+        if tls == "implicit":
+            s._implicit = True
+        s.plain_ok = allow_plaintext_auth
 
     def send(self, to_addrs, msg, *, from_addr=None, **options):
         """Send one mail over a fresh connection; return a SendResult, or raise the
         classified exception. A mail the server accepted is reported as sent even if QUIT
         fails afterwards. The connection is closed whatever happens. Options as for
         SMTP.sendmail (notify, ret, envid, requiretls)."""
-        mail = _Mail(self._sender(from_addr), to_addrs, msg, (), (), options)
+        mail = SendResult(self._sender(from_addr), to_addrs, msg, (), (), options)
         self._run([mail])
         if mail.error is not None:
             raise mail.error
-        return SendResult(mail.refused)
+        return mail
 
     def _sender(self, from_addr):
         from_addr = from_addr if from_addr is not None else self.from_addr
@@ -1625,16 +1637,7 @@ class Client:
 
     def _run(self, mails):
         """One connection: greeting, EHLO, STARTTLS, AUTH, the mails, QUIT; then close."""
-        s = self._smtp
-        if s is None:
-            # Made once and reused: every send connects it afresh and closes it.
-            s = (SMTP_SSL if self.tls == "implicit" else SMTP)(
-                local_hostname=self.local_hostname, timeout=self.timeout, pool=self.pool,
-                pipelining=self.pipelining, chunking=self.chunking, socket_pool=self.socket_pool)
-            if self.context is not None:
-                s.context = s.ssl_context = self.context
-            s.allow(self.allow_plaintext_auth)
-            self._smtp = s
+        s = self.session
         try:
             code, msg = s.connect(self.host, self.port)
             if code != 220:

@@ -97,6 +97,9 @@ def create_context(cadata=None, verify=True):
     """smtp_client.create_context on CPython and CircuitPython."""
     import ssl
 
+    if isinstance(cadata, str) and not cadata.lstrip().startswith("-----BEGIN"):
+        raise TypeError("cadata: the certificate's DER bytes or PEM text, not a path "
+                        "(open(path, 'rb').read())")
     cas = cadata if isinstance(cadata, (list, tuple)) else () if cadata is None else (cadata,)
     if sys.implementation.name == "circuitpython":
         ctx = cp_context(ssl, cas, verify)
@@ -214,7 +217,7 @@ def _open_pool(s, host, port):
         if s.source_address is not None:
             sock.bind(s.source_address)
         if s._implicit:
-            ctx = s.context or s.ssl_context or sc.create_context()
+            ctx = s.context or sc.create_context()
             sock = ctx.wrap_socket(sock, server_hostname=host)
         sock.connect(addr)
     except (OSError, ValueError) as e:

@@ -13,7 +13,7 @@ so an application never imports it, but it must be installed beside smtp_client:
 import sys
 
 import smtp_client as sc
-from smtp_client import SendResult, SMTPNotSupportedError
+from smtp_client import SMTPNotSupportedError
 
 __version__ = "0.1.0"
 
@@ -45,9 +45,9 @@ def send_many(s, mails, mail_options=(), rcpt_options=(), *, quit=False, **optio
     flight, then close. Options as for sendmail."""
     if s._io is None:
         raise sc.SMTPServerDisconnected("not connected")
-    batch = [sc._Mail(f, t, m, mail_options, rcpt_options, options) for f, t, m in mails]
+    batch = [sc.SendResult(f, t, m, mail_options, rcpt_options, options) for f, t, m in mails]
     s._mails(batch, quit)
-    return [SendResult(m.refused, m.error) for m in batch]
+    return batch
 
 
 def host_port(host, port):
@@ -92,7 +92,7 @@ def auth(s, mechanism, authobject, *, initial_response_ok=True, allow_plaintext_
     or bytes); challenge is None for the initial response. Returns (code, msg). Not over
     plain TCP unless allow_plaintext_auth=True."""
     mechanism = sc._check_text(mechanism.upper(), "mechanism")
-    s.allow(allow_plaintext_auth)
+    s.plain_ok = allow_plaintext_auth
     return s._run(s.do_auth(mechanism, authobject, initial_response_ok))
 
 
@@ -107,10 +107,15 @@ def client_send_many(c, mails, **options):
     """Several mails on one fresh connection; `mails` holds (to_addrs, msg) or (to_addrs,
     msg, from_addr) tuples. One SendResult per mail, in order; a mail's failure is in its
     result's `error`; errors before the first mail (connect, TLS, AUTH) are raised."""
-    batch = [sc._Mail(c._sender(m[2] if len(m) > 2 else None), m[0], m[1], (), (), options)
-             for m in mails]
+    batch = []
+    for m in mails:
+        if len(m) > 2 and not isinstance(m[2], str) and isinstance(m[1], (list, tuple)):
+            raise ValueError("Client.send_many takes (to_addrs, msg[, from_addr]) tuples, "
+                             "not SMTP.send_many's (from_addr, to_addrs, msg)")
+        batch.append(sc.SendResult(c._sender(m[2] if len(m) > 2 else None), m[0], m[1], (),
+                                   (), options))
     c._run(batch)
-    return [SendResult(m.refused, m.error) for m in batch]
+    return batch
 
 
 def send_mail(c, to_addrs, subject, body, *, from_addr=None, **compose):
@@ -152,7 +157,7 @@ def check_options(options):
 
 
 def params(mail, s):
-    """Add the DSN and REQUIRETLS parameters the server's EHLO allows (smtp_client._Mail)."""
+    """Add the DSN and REQUIRETLS parameters the server's EHLO allows (smtp_client.SendResult)."""
     opts = mail.options
     caps = s.caps
     notify, ret, envid = opts.get("notify"), opts.get("ret"), opts.get("envid")
@@ -333,4 +338,10 @@ _SMTP = {
     "has_extn": has_extn, "esmtp_features": features, "auth": auth,
     "send_message": send_message, "set_debuglevel": set_debuglevel,
 }
-_CLIENT = {"send_many": client_send_many, "send_mail": send_mail}
+def client_debuglevel(c, level, *, trace=None):
+    """Client.set_debuglevel: the trace of SMTP.set_debuglevel for every send."""
+    set_debuglevel(c.session, level, trace=trace)
+
+
+_CLIENT = {"send_many": client_send_many, "send_mail": send_mail,
+           "set_debuglevel": client_debuglevel}

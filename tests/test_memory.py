@@ -358,7 +358,7 @@ TRANSACTION = """
     rcpts = (b"a@example.com", b"b@example.com", b"c@example.com")
     codes = [0]
 
-    class Log(smtp_client._Mail):
+    class Log(smtp_client.SendResult):
         def reply(self, kind, code, text):
             codes[0] += code
             super().reply(kind, code, text)
@@ -370,7 +370,7 @@ TRANSACTION = """
         held = False
         try:
             for op in s.do_mails([m]):
-                if lock and not held and m.data == 354:
+                if lock and not held and m.stage == 1:  # _GO: DATA got 354
                     micropython.heap_lock()
                     held = True
                 if op == 1:

@@ -83,7 +83,7 @@ def opened(replies, *ext):
 
 
 def mail(to=("b@x.test",), body=b"hi\r\n", sender="a@x.test", **kw):
-    return sc._Mail(sender, list(to), body, (), (), kw or None)
+    return sc.SendResult(sender, list(to), body, (), (), kw or None)
 
 
 # ------------------------------------------------------------------ greeting and EHLO
@@ -151,10 +151,19 @@ def test_auth_plain_initial_response():
     assert w.flights == [b"AUTH PLAIN AHUAcA==\r\n"]  # RFC 4616: NUL u NUL p
 
 
+def test_auth_login_initial_response():
+    # As smtplib: the user name goes with AUTH LOGIN (one round trip less), the password on
+    # the "Password:" challenge.
+    w = opened(b"334 UGFzc3dvcmQ6\r\n235 ok\r\n", "AUTH LOGIN")
+    w.s._tls = True
+    w.run(w.s.do_login("u", "p")).done()
+    assert w.flights == [b"AUTH LOGIN dQ==\r\n", b"cA==\r\n"]
+
+
 def test_auth_login_challenges():
     w = opened(b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n", "AUTH LOGIN")
     w.s._tls = True
-    w.run(w.s.do_login("u", "p")).done()
+    w.run(w.s.do_login("u", "p", initial_response_ok=False)).done()
     assert w.flights == [b"AUTH LOGIN\r\n", b"dQ==\r\n", b"cA==\r\n"]
 
 
@@ -312,3 +321,15 @@ def test_no_bdat_for_a_mail_whose_failure_was_read():
     assert b"BDAT" not in sent and sent.count(b"RCPT TO:") == 75, w.flights
     assert w.flights[-1] == b"RSET\r\n"
     assert isinstance(m.error, sc.SMTPSenderRefused)
+
+
+@pytest.mark.parametrize("given", [["SMTPUTF8"], ["smtputf8", "BODY=8BITMIME"]])
+def test_a_parameter_given_and_detected_goes_out_once(given):
+    # SMTPUTF8 given by the caller and also needed by the address (RFC 6531 3.4) is one
+    # parameter: RFC 5321 4.1.1.2 has each at most once ("MAIL ... SMTPUTF8 SMTPUTF8" is
+    # a syntax error to a strict server). The same for BODY= beside 8-bit content.
+    w = opened(b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n", "SMTPUTF8", "8BITMIME")
+    m = sc.SendResult("jürgen@x.test", ["b@x.test"], "hé\r\n".encode(), given)
+    w.run(w.s.do_mails([m])).done()
+    head = w.flights[0].split(b"\r\n")[0].upper()
+    assert head.count(b"SMTPUTF8") == 1 and head.count(b"BODY=") <= 1, w.flights

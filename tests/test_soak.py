@@ -79,7 +79,10 @@ for mode, mails in plan:
                 try:
                     rs.append(c.send(m[2], msg(m)))
                 except sc.SMTPException as e:
-                    rs.append(sc.SendResult(getattr(e, "recipients", {}), e))
+                    r = sc.SendResult(FROM, m[2], b"")  # the record of a mail that failed
+                    r.refused = getattr(e, "recipients", {})
+                    r.error = e
+                    rs.append(r)
         for m, r in zip(mails, rs):
             print(json.dumps({"id": m[0], "sent": r.sent, "refused": sorted(r.refused),
                               "error": cls(r.error)}))

@@ -54,7 +54,7 @@ def _judge(rec, out, cut, base):
     if not sock.closed:
         return "socket left open"
     obj = out.handle.obj
-    smtp = obj._smtp if isinstance(obj, sc.Client) else obj
+    smtp = obj.session if isinstance(obj, sc.Client) else obj
     if smtp is not None and smtp.sock is not None:
         return "the SMTP object still holds a socket"
     for b, row in enumerate(out.batches):

@@ -63,10 +63,12 @@ def test_trace_redacts_secrets(runtime, mailserver, certs, mech):
     assert any(k == "reply" and d.startswith(b"220") for k, d in trace)
     assert any(k == "reply" and b"235" in d for k, d in trace)
     auth = [d for d in sent if d.startswith(b"AUTH ")]
-    assert auth == [b"AUTH " + mech.encode() + (b"\r\n" if mech in ("LOGIN", "CRAM-MD5")
+    # LOGIN: the user name is the initial response (as smtplib sends it), the password
+    # answers the one challenge.
+    assert auth == [b"AUTH " + mech.encode() + (b"\r\n" if mech == "CRAM-MD5"
                                                  else b" [redacted]\r\n")]
     challenges = sum(1 for k, d in trace if k == "reply" and d.startswith(b"334"))
-    assert sent.count(b"[redacted]\r\n") == challenges == {"PLAIN": 0, "LOGIN": 2,
+    assert sent.count(b"[redacted]\r\n") == challenges == {"PLAIN": 0, "LOGIN": 1,
                                                            "CRAM-MD5": 1, "XOAUTH2": 0}[mech]
     # The body: one count, then the end of data. Wire size: dot-stuffed ".x" -> "..x".
     size = len(b"Subject: t\r\n\r\n" + BODY_MARK + b"\r\n..x\r\n")

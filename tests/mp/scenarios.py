@@ -192,4 +192,4 @@ SCENARIOS = {
 
 def smtp_of(obj):
     """The SMTP object behind a Client (None before its first send) or the SMTP itself."""
-    return obj._smtp if isinstance(obj, sc.Client) else obj
+    return obj.session if isinstance(obj, sc.Client) else obj
