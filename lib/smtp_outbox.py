@@ -33,6 +33,8 @@ Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`):
     <id>.mail   written once: "outbox 1 <body size, 10 digits>", "from <addr>" (empty:
                 the client's), "to <addr>" per recipient, "time <put time>", an empty line,
                 then the message bytes as given (plus a Message-ID line when it had none).
+                The part before the empty line is at most 16 KB (several hundred
+                recipients): `put` refuses more with ValueError, so flush reads it bounded.
     <id>.st     the mail's state, replaced atomically: "state wait|sending|sent|dead",
                 "tries N", "due T", "code C", "error TEXT", "end". No file: never tried.
     *.tmp, *.stt  files being written; ignored and removed (or completed) when the outbox
@@ -69,6 +71,7 @@ _ENOSPC = const(28)
 _BUF = const(512)
 _MID = const(b"message-id:")
 _HEAD_LINES = const(200)  # a header section longer than this is not a mail header
+_HEAD_MAX = const(16384)  # bytes of a .mail's own header (put refuses more)
 
 # Outcomes of one send, from _classify.
 _PERMANENT = const(1)  # the mail itself was refused for good: dead letter
@@ -258,17 +261,20 @@ def _read_state(path):
 
 def _read_head(f):
     """Parse a .mail header from an open file; return (from, [to], body offset, body size).
-    Raises ValueError when the header is not complete."""
-    first = f.readline()
+    Raises ValueError when the header is not complete. Reads at most _HEAD_MAX bytes, the
+    most put() writes: a file without line ends costs no more."""
+    first = f.readline(len(_MAGIC) + _SIZE_DIGITS + 1)
     if not first.startswith(_MAGIC) or len(first) != len(_MAGIC) + _SIZE_DIGITS + 1:
         raise ValueError("not an outbox mail")
     size = int(first[len(_MAGIC) : -1])
     frm = None
     to = []
-    for _ in range(_HEAD_LINES):
-        ln = f.readline()
+    left = _HEAD_MAX - len(first)
+    while left > 0:
+        ln = f.readline(left)
         if not ln.endswith(b"\n"):
-            raise ValueError("truncated header")
+            raise ValueError("header too long" if len(ln) == left else "truncated header")
+        left -= len(ln)
         if ln == b"\n":
             if not to:
                 raise ValueError("no recipient")
@@ -512,6 +518,9 @@ class Outbox:
                     f.write(b"to " + smtp_client._b(a) + b"\n")
                 f.write(b"time %d\n\n" % self._now())
                 head = f.tell()
+                if head > _HEAD_MAX:  # what flush reads back, bounded (_read_head)
+                    raise ValueError("too many recipients: the envelope is over %d bytes"
+                                     % _HEAD_MAX)
                 body = self._store(f, msg, from_addr, budget - head)
                 f.seek(len(_MAGIC))
                 f.write(b"%010d" % body)
