@@ -43,6 +43,9 @@ Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`):
                 littlefs and POSIX; on FAT MicroPython removes the old name first, and an
                 orphaned complete *.stt is adopted).
     dead/<id>.mail + dead/<id>.st   dead letters; dead/<id>.ref  partial refusal reports.
+Other names are not the outbox's and are left alone. A file with one of its names that is
+not a regular file (a FIFO would block the open forever) or not in its format is never
+read beyond these bounds: a .mail goes to dead/ as corrupt, a state counts as missing.
 
 Disk use is bounded: the queue holds at most `max_items` mails and `max_bytes` bytes of
 files; `put` raises OutboxFull rather than dropping anything (also when the filesystem is
@@ -72,6 +75,8 @@ _BUF = const(512)
 _MID = const(b"message-id:")
 _HEAD_LINES = const(200)  # a header section longer than this is not a mail header
 _HEAD_MAX = const(16384)  # bytes of a .mail's own header (put refuses more)
+_ST_MAX = const(2048)  # bytes of a state file: its error text is cut to _TEXT_MAX
+_TEXT_MAX = const(400)  # characters of a server reply kept in a state or report
 
 # Outcomes of one send, from _classify.
 _PERMANENT = const(1)  # the mail itself was refused for good: dead letter
@@ -199,13 +204,14 @@ def _write(f, buf, off, n):
 
 
 def _line(text):
-    """One header value on one line: server replies may span lines."""
+    """One header value on one line: server replies may span lines. At most _TEXT_MAX
+    characters (4 bytes each at most in UTF-8), so a state file stays within _ST_MAX."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode()
         except UnicodeError:
             text = repr(bytes(text))
-    return str(text).replace("\r", "").replace("\n", " | ")
+    return str(text)[:_TEXT_MAX].replace("\r", "").replace("\n", " | ")
 
 
 def _write_state(path, state, tries, due, code, error):
@@ -221,15 +227,26 @@ def _write_state(path, state, tries, due, code, error):
     _replace(tmp, path)
 
 
-def _read_kv(path):
-    """A state or report file as a list of (key, value) str pairs; None when it is missing
-    or incomplete (no "end" line)."""
+def _open(path):
+    """(file opened for reading, size) for one of the outbox's files. Only a regular file
+    (stat()[0] & S_IFMT 0xF000 == S_IFREG 0x8000, on MicroPython too): opening a FIFO
+    would wait for a writer forever."""
+    st = os.stat(path)
+    if st[0] & 0xF000 != 0x8000:
+        raise ValueError("not a regular file")
+    return open(path, "rb"), st[6]
+
+
+def _read_kv(path, limit):
+    """A state or report file as a list of (key, value) str pairs; None when it is missing,
+    not a regular file, or incomplete (no "end" line, also when longer than limit bytes;
+    -1: no limit)."""
     try:
-        f = open(path, "rb")
-    except OSError:
+        f = _open(path)[0]
+    except (OSError, ValueError):
         return None
     try:
-        data = f.read()
+        data = f.read(limit)
     finally:
         f.close()
     try:
@@ -247,7 +264,7 @@ def _read_kv(path):
 
 def _read_state(path):
     """(state, tries, due, code, error) from a state file, or None."""
-    kv = _read_kv(path)
+    kv = _read_kv(path, _ST_MAX)
     if kv is None:
         return None
     d = {}
@@ -289,12 +306,12 @@ def _read_head(f):
 
 def _check_mail(path):
     """(from, [to], offset, size) when path is a complete .mail file, else raise ValueError."""
-    f = open(path, "rb")
+    f, n = _open(path)
     try:
         head = _read_head(f)
     finally:
         f.close()
-    if os.stat(path)[6] != head[2] + head[3]:
+    if n != head[2] + head[3]:
         raise ValueError("size mismatch")
     return head
 
@@ -302,12 +319,14 @@ def _check_mail(path):
 def _message_id(f, offset):
     """The Message-ID of the stored message (for reports), or None."""
     f.seek(offset)
+    start = True  # ln begins a line (a longer line is read in pieces)
     for _ in range(_HEAD_LINES):
-        ln = f.readline()
-        if not ln or ln in (b"\n", b"\r\n"):
+        ln = f.readline(1000)  # RFC 5322 2.1.1: a line is at most 998 characters and CRLF
+        if not ln or start and ln in (b"\n", b"\r\n"):
             return None
-        if ln[:11].lower() == _MID:
+        if start and ln[:11].lower() == _MID:
             return ln[11:].strip().decode("utf-8", "replace")
+        start = ln.endswith(b"\n")
     return None
 
 
@@ -650,9 +669,9 @@ class Outbox:
     def _send_one(self, client, id, ent, now, r):
         mail = self._p(id, ".mail")
         try:
-            f = open(mail, "rb")
-        except OSError:
-            self._forget(id)  # removed behind our back
+            f = _open(mail)[0]
+        except (OSError, ValueError):
+            self._forget(id)  # removed or replaced behind our back
             return
         try:
             try:
@@ -796,7 +815,7 @@ class Outbox:
             if ids[id] == "ref":
                 d = Dead(id, "refused")
                 d.refused = {}
-                for k, v in _read_kv(self._d(id, ".ref")) or ():
+                for k, v in _read_kv(self._d(id, ".ref"), -1) or ():
                     if k == "mid":
                         d.message_id = v or None
                     elif k == "refused":
@@ -810,7 +829,7 @@ class Outbox:
                 if state is not None:
                     d.tries, d.code, d.error = state[1], state[3], state[4]
                 try:
-                    f = open(d.path, "rb")
+                    f = _open(d.path)[0]
                     try:
                         d.message_id = _message_id(f, _read_head(f)[2])
                     finally:

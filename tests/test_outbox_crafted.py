@@ -5,8 +5,14 @@ in its format (no line end, a FIFO), are skipped or moved to dead/ without block
 rest; ids stay 8 digits after 99999999; discard() and retry() take only ids. Same drivers
 as tests/test_outbox.py: snippets on the unix port and on CPython, a clock moved by hand."""
 
+import os
+
 from harness import run_ok
 from test_outbox import _out, _snip
+
+# A long line without a line end: read whole, it needs more than the heap given below.
+NO_EOL = b"x" * 300_000
+HEAP = "256k"
 
 
 def test_a_mail_to_250_recipients_is_sent_not_buried(runtime, mailserver, tmp_path):
@@ -51,3 +57,68 @@ def test_put_refuses_an_envelope_flush_could_not_read(runtime, tmp_path):
     res, n, names = _out(out)
     assert "too many recipients" in res
     assert (n, names) == (0, ["dead"])
+
+
+# Put one good mail; then the test adds its files; then open, flush, list, put.
+FIRST = """
+ob = smtp_outbox.Outbox(sys.argv[1], clock=clock, from_addr="dev@example.org")
+ob.put("a@example.com", b"Subject: ok\\r\\n\\r\\nx")
+"""
+THEN = """
+d, port = sys.argv[1], int(sys.argv[2])
+ob = smtp_outbox.Outbox(d, clock=clock)
+pend = ob.pending()
+r = ob.flush(smtp_client.Client("127.0.0.1", port, tls="none", timeout=5))
+dead = [(x.id, x.error) for x in ob.dead()]
+ob.discard("00000006")
+new_id = ob.put("b@example.com", b"y", from_addr="dev@example.org")
+print((pend, (r.sent, r.dead, r.remaining), dead, sorted(os.listdir(d)),
+       sorted(os.listdir(d + "/dead")), new_id))
+"""
+
+
+def test_files_without_line_ends_are_read_bounded(runtime, mailserver, tmp_path):
+    # Read whole, each of these needed more than the heap (MemoryError in Outbox()).
+    srv = mailserver(tls="none")
+    d = tmp_path / "ob"
+    run_ok(_snip(FIRST), runtime=runtime, args=[d])
+    (d / "00000001.st").write_bytes(NO_EOL)  # the good mail's state
+    (d / "00000002.mail").write_bytes(NO_EOL)
+    (d / "00000003.mail").write_bytes(b"outbox 1 0000000000\nfrom \nto " + NO_EOL)
+    (d / "dead" / "00000006.mail").write_bytes(NO_EOL)
+    (d / "dead" / "00000006.st").write_bytes(NO_EOL)
+    (d / "notes.txt").write_bytes(NO_EOL)  # not ours by name: left alone
+    out = run_ok(_snip(THEN), runtime=runtime, heapsize=HEAP, args=[d, srv.port])
+    pend, r, dead, names, in_dead, new_id = _out(out)
+    assert pend == ["00000001"]  # its unreadable state counts as none: sent from scratch
+    assert r == (1, 0, 0)
+    assert dead == [("00000002", "corrupt mail file: not an outbox mail"),
+                    ("00000003", "corrupt mail file: header too long"),
+                    ("00000006", "")]
+    assert names == ["00000007.mail", "dead", "notes.txt"]
+    assert in_dead == ["00000002.mail", "00000002.st", "00000003.mail", "00000003.st"]
+    assert new_id == "00000007"  # after the highest id seen, in dead/ too
+    assert [m.rcpt_tos for m in srv.messages] == [["a@example.com"]]
+
+
+def test_fifos_are_never_opened(runtime, mailserver, tmp_path):
+    # Opening a FIFO for reading waits for a writer: Outbox() hung (a bounded run fails).
+    srv = mailserver(tls="none")
+    d = tmp_path / "ob"
+    run_ok(_snip(FIRST), runtime=runtime, args=[d])
+    os.mkfifo(d / "00000001.st")  # the good mail's state
+    os.mkfifo(d / "00000003.mail")
+    os.mkfifo(d / "00000004.st")
+    os.mkfifo(d / "00000005.stt")
+    os.mkfifo(d / "dead" / "00000006.mail")
+    os.mkfifo(d / "dead" / "00000006.st")
+    os.mkfifo(d / "pipe")  # not ours by name: left alone
+    out = run_ok(_snip(THEN), runtime=runtime, timeout=20, args=[d, srv.port])
+    pend, r, dead, names, in_dead, new_id = _out(out)
+    assert pend == ["00000001"]
+    assert r == (1, 0, 0)
+    assert dead == [("00000003", "corrupt mail file: not a regular file"), ("00000006", "")]
+    assert names == ["00000007.mail", "dead", "pipe"]
+    assert in_dead == ["00000003.mail", "00000003.st"]
+    assert new_id == "00000007"
+    assert [m.rcpt_tos for m in srv.messages] == [["a@example.com"]]
