@@ -29,7 +29,8 @@ What happens to a mail (the guarantee is at least once, never zero):
 - a try is counted before the mail is sent, so a mail that crashes or resets the device
   while being sent also ends in `dead/` after `max_attempts`, instead of looping forever.
 
-Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`):
+Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`; after 99999999
+the ids wrap around to 00000001, skipping ids still in use):
     <id>.mail   written once: "outbox 1 <body size, 10 digits>", "from <addr>" (empty:
                 the client's), "to <addr>" per recipient, "time <put time>", an empty line,
                 then the message bytes as given (plus a Message-ID line when it had none).
@@ -77,6 +78,7 @@ _HEAD_LINES = const(200)  # a header section longer than this is not a mail head
 _HEAD_MAX = const(16384)  # bytes of a .mail's own header (put refuses more)
 _ST_MAX = const(2048)  # bytes of a state file: its error text is cut to _TEXT_MAX
 _TEXT_MAX = const(400)  # characters of a server reply kept in a state or report
+_ID_MAX = const(99999999)  # ids have 8 digits
 
 # Outcomes of one send, from _classify.
 _PERMANENT = const(1)  # the mail itself was refused for good: dead letter
@@ -497,9 +499,19 @@ class Outbox:
     # ----- put
 
     def _new_id(self):
-        id = "%08d" % self._next
-        self._next += 1
-        return id
+        # Ids keep their 8 digits, so recovery always finds them: past 99999999 they wrap
+        # around to 00000001, skipping every id still in use (queued or in dead/). The
+        # oldest-first order breaks once at the wrap; no mail is lost or overwritten.
+        n = self._next
+        while True:
+            if n > _ID_MAX:
+                n = 1
+            id = "%08d" % n
+            n += 1
+            if id not in self._q and not _exists(self._d(id, ".mail")) \
+                    and not _exists(self._d(id, ".ref")):
+                self._next = n
+                return id
 
     def put(self, to_addrs, msg, *, from_addr=None):
         """Store a mail for sending; return its id once it is on disk (and synced).

@@ -122,3 +122,32 @@ def test_fifos_are_never_opened(runtime, mailserver, tmp_path):
     assert in_dead == ["00000003.mail", "00000003.st"]
     assert new_id == "00000007"
     assert [m.rcpt_tos for m in srv.messages] == [["a@example.com"]]
+
+
+def test_ids_wrap_around_after_99999999_and_survive_a_restart(runtime, mailserver, tmp_path):
+    srv = mailserver(tls="none")
+    out = run_ok(_snip("""
+    d, port = sys.argv[1], int(sys.argv[2])
+    ob = smtp_outbox.Outbox(d, clock=clock, from_addr="dev@example.org")
+    ob.put("a@example.com", b"Subject: 1\\r\\n\\r\\nx")
+    ob.put("a@example.com", b"Subject: top\\r\\n\\r\\nx")
+    # The last id there is (after 10**8 puts, or a file copied in), and a report in dead/.
+    os.rename(d + "/00000002.mail", d + "/99999999.mail")
+    with open(d + "/dead/00000003.ref", "w") as f:
+        f.write("mid <r@x>\\nfrom dev@example.org\\nend\\n")
+    ob = smtp_outbox.Outbox(d, clock=clock, from_addr="dev@example.org")
+    ids = [ob.put("a@example.com", b"Subject: %d\\r\\n\\r\\nx" % k) for k in (2, 3)]
+    ob = smtp_outbox.Outbox(d, clock=clock, from_addr="dev@example.org")  # a restart
+    pend = ob.pending()
+    ids.append(ob.put("a@example.com", b"Subject: 4\\r\\n\\r\\nx"))
+    r = ob.flush(smtp_client.Client("127.0.0.1", port, tls="none", timeout=5))
+    print((ids, pend, (r.sent, r.dead, r.remaining), [x.id for x in ob.dead()]))
+    """), runtime=runtime, args=[tmp_path / "ob", srv.port])
+    ids, pend, r, dead = _out(out)
+    # Past 99999999 (before: 100000000, a name recovery ignores): 00000001 is queued,
+    # 00000003 is in dead/; after the restart 00000001 to 00000004 are all taken.
+    assert ids == ["00000002", "00000004", "00000005"]
+    assert pend == ["00000001", "00000002", "00000004", "99999999"]
+    assert r == (5, 0, 0) and dead == ["00000003"]
+    subjects = sorted(m.content.split(b"\r\n")[0] for m in srv.messages)
+    assert subjects == [b"Subject: %s" % s for s in (b"1", b"2", b"3", b"4", b"top")]
