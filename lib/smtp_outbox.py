@@ -332,6 +332,12 @@ def _message_id(f, offset):
     return None
 
 
+def _is_id(id):
+    # What _new_id makes: 8 ASCII digits (str.isdigit also takes other scripts' digits,
+    # which take more than a byte each in UTF-8).
+    return isinstance(id, str) and len(id) == 8 and len(id.encode()) == 8 and id.isdigit()
+
+
 def _classify(e):
     """(outcome, code, text) for an exception from Client.send()."""
     import smtp_client as s
@@ -430,7 +436,7 @@ class Outbox:
         ids = {}
         for name in names:
             id, dot, ext = name.partition(".")
-            if not dot or len(id) != 8 or not id.isdigit():
+            if not dot or not _is_id(id):
                 continue
             if ext == "tmp":
                 _remove(self._p(id, ".tmp"))  # a put that never returned: not stored
@@ -443,7 +449,7 @@ class Outbox:
             self._recover_id(id, exts)
         for name in os.listdir(self.dead_dir):
             id, dot, ext = name.partition(".")
-            if not dot or len(id) != 8 or not id.isdigit():
+            if not dot or not _is_id(id):
                 continue
             if ext in ("tmp", "stt", "reft"):
                 _remove(self._d(id, "." + ext))
@@ -808,7 +814,7 @@ class Outbox:
         ids = {}
         for name in os.listdir(self.dead_dir):
             id, dot, ext = name.partition(".")
-            if dot and len(id) == 8 and id.isdigit() and ext in ("mail", "ref"):
+            if dot and _is_id(id) and ext in ("mail", "ref"):
                 ids[id] = ext
         return ids
 
@@ -852,14 +858,20 @@ class Outbox:
         return out
 
     def discard(self, id):
-        """Delete a dead/ entry (dead letter or report)."""
+        """Delete a dead/ entry (dead letter or report). ValueError for anything that is not
+        an id put() made: no path can reach outside dead/."""
+        if not _is_id(id):
+            raise ValueError("not an outbox id: %r" % (id,))
         _remove(self._d(id, ".mail"))
         _remove(self._d(id, ".st"))
         _remove(self._d(id, ".ref"))
 
     def retry(self, id):
         """Put a dead letter back in the queue, with its tries reset (after fixing what
-        made it fail). The bounds of put() apply."""
+        made it fail). The bounds of put() apply. ValueError for anything that is not an
+        id put() made."""
+        if not _is_id(id):
+            raise ValueError("not an outbox id: %r" % (id,))
         mail = self._d(id, ".mail")
         size = os.stat(mail)[6]
         if len(self._q) >= self.max_items or self._bytes + size > self.max_bytes:

@@ -151,3 +151,38 @@ def test_ids_wrap_around_after_99999999_and_survive_a_restart(runtime, mailserve
     assert r == (5, 0, 0) and dead == ["00000003"]
     subjects = sorted(m.content.split(b"\r\n")[0] for m in srv.messages)
     assert subjects == [b"Subject: %s" % s for s in (b"1", b"2", b"3", b"4", b"top")]
+
+
+BAD_IDS = ["../../x", "../../../x", "../x", "/x", "0000000a", "1", "000000001", "-1234567",
+           " 1234567", "+1234567", "0000000\u00b2", "\uff10" * 8, "0000/../", "", None, 1]
+
+
+def test_discard_and_retry_take_only_ids(runtime, tmp_path):
+    d = tmp_path / "sub" / "ob"
+    (tmp_path / "sub").mkdir()
+    victims = [tmp_path / ("x" + ext) for ext in (".mail", ".st", ".ref")]
+    victims += [tmp_path / "sub" / ("x" + ext) for ext in (".mail", ".st", ".ref")]
+    for v in victims:
+        v.write_bytes(b"not the outbox's\n")
+    out = run_ok(_snip("""
+    d, bad = sys.argv[1], eval(sys.argv[2])
+    ob = smtp_outbox.Outbox(d, clock=clock)
+    res = []
+    for id in bad:
+        for op in (ob.discard, ob.retry):
+            try:
+                op(id)
+                res.append("done")
+            except ValueError:
+                res.append("ValueError")
+            except Exception as e:
+                res.append(type(e).__name__)
+    with open(d + "/dead/00000001.ref", "w") as f:
+        f.write("mid \\nfrom \\nend\\n")
+    ob.discard("00000001")    # an id still works
+    print((res, os.listdir(d + "/dead")))
+    """), runtime=runtime, args=[d, repr(BAD_IDS)])
+    res, left = _out(out)
+    assert res == ["ValueError"] * (2 * len(BAD_IDS))
+    assert left == []
+    assert all(v.read_bytes() == b"not the outbox's\n" for v in victims)
