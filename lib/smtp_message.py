@@ -31,6 +31,9 @@ What comes out (RFC 5322, RFC 2045-2047, RFC 2231, RFC 2387):
   (Content-ID), multipart/mixed for attachments, in base64 with 76-character lines; file
   names in RFC 2231 form when not short ASCII.
 - Header lines are folded at 78 characters; no line of the mail exceeds 998.
+- Each address is one mailbox of its header field (RFC 5322 3.4): display names with
+  specials and local parts that are not a dot-atom go out as quoted-strings; a domain that
+  is neither a dot-atom nor a [literal] is refused. The envelope keeps the addresses given.
 
 The buffer contract: the mail is written into the caller's `buf` and only there, so the
 caller must use those bytes before the next `readinto` call (the core sends them first).
@@ -125,13 +128,30 @@ def _check(value, what):
     return value
 
 
+def _atext(text, more):
+    # RFC 5322 3.2.3 atext (RFC 6532 3.2: UTF-8 too), and the characters in `more`.
+    for ch in text:
+        if not (ch.isalpha() or ch.isdigit() or ch in _ATEXT or ch in more or ch >= "\x80"):
+            return False
+    return True
+
+
 def _check_addr(addr, what):
     _check(addr, what)
-    if "@" not in addr:
-        raise ValueError("%s is not an address: %r" % (what, addr))
     for ch in addr:
         if ch in "<>,; \t":
             raise ValueError("%s contains %r: %r" % (what, ch, addr))
+    # RFC 5322 3.4.1: the domain is a dot-atom or a domain-literal. Unlike the local part
+    # (see _addr_spec) it cannot be quoted: other specials there are refused.
+    at = addr.rfind("@")
+    dom = addr[at + 1 :]
+    if dom[:1] == "[" and dom[-1:] == "]":
+        dom = dom[1:-1]
+        ok = "[" not in dom and "]" not in dom and "\\" not in dom  # dtext
+    else:
+        ok = dom and _atext(dom, ".")
+    if at < 0 or not ok:
+        raise ValueError("%s is not an address: %r" % (what, addr))
     return addr
 
 
@@ -200,16 +220,37 @@ def _text_tokens(value, first):
 def _phrase_tokens(name, first):
     """A display name (RFC 5322 3.2.5 phrase): atoms, one quoted-string, or encoded-words."""
     if _printable(name) and "=?" not in name and len(name) < _MAX_LINE - 80:
-        for ch in name:
-            if not (ch.isalpha() or ch.isdigit() or ch in _ATEXT):
-                return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
-        return name.split()
+        if _atext(name, ""):
+            return name.split()
+        # RFC 5322 3.2.4: a quoted-string, with '"' and "\\" as quoted-pairs.
+        return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
     return _encoded_words(name.encode(), first)
+
+
+def _addr_spec(addr):
+    """addr as a header shows it (RFC 5322 3.4.1 addr-spec): the local part as given when
+    it is a dot-atom or already a quoted-string, else made a quoted-string (3.2.4). Left
+    bare, a "(" would open a comment and a '"' a quoted-string running over the next
+    addresses of the field, hiding them. _check_addr checked the domain."""
+    at = addr.rfind("@")
+    local = addr[:at]
+    n = len(local)
+    if n > 1 and local[0] == '"' and local[-1] == '"':
+        i = 1
+        while i < n - 1 and local[i] != '"':
+            i += 2 if local[i] == "\\" else 1  # a quoted-pair
+        if i == n - 1:
+            return addr  # quoted, and nothing escapes its end
+    elif n and local[0] != "." and local[-1] != "." and ".." not in local \
+            and _atext(local, "."):
+        return addr  # a dot-atom
+    return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"' + addr[at:]
 
 
 def _address_tokens(mailboxes, first):
     tokens = []
     for k, (name, addr) in enumerate(mailboxes):
+        addr = _addr_spec(addr)
         if name:
             tokens.extend(_phrase_tokens(name, first if k == 0 else _EW))
             tokens.append("<" + addr + ">")

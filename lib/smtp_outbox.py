@@ -29,10 +29,13 @@ What happens to a mail (the guarantee is at least once, never zero):
 - a try is counted before the mail is sent, so a mail that crashes or resets the device
   while being sent also ends in `dead/` after `max_attempts`, instead of looping forever.
 
-Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`):
+Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`; after 99999999
+the ids wrap around to 00000001, skipping ids still in use):
     <id>.mail   written once: "outbox 1 <body size, 10 digits>", "from <addr>" (empty:
                 the client's), "to <addr>" per recipient, "time <put time>", an empty line,
                 then the message bytes as given (plus a Message-ID line when it had none).
+                The part before the empty line is at most 16 KB (several hundred
+                recipients): `put` refuses more with ValueError, so flush reads it bounded.
     <id>.st     the mail's state, replaced atomically: "state wait|sending|sent|dead",
                 "tries N", "due T", "code C", "error TEXT", "end". No file: never tried.
     *.tmp, *.stt  files being written; ignored and removed (or completed) when the outbox
@@ -41,6 +44,9 @@ Files (all in `root`; `<id>` is 8 decimal digits, in the order of `put`):
                 littlefs and POSIX; on FAT MicroPython removes the old name first, and an
                 orphaned complete *.stt is adopted).
     dead/<id>.mail + dead/<id>.st   dead letters; dead/<id>.ref  partial refusal reports.
+Other names are not the outbox's and are left alone. A file with one of its names that is
+not a regular file (a FIFO would block the open forever) or not in its format is never
+read beyond these bounds: a .mail goes to dead/ as corrupt, a state counts as missing.
 
 Disk use is bounded: the queue holds at most `max_items` mails and `max_bytes` bytes of
 files; `put` raises OutboxFull rather than dropping anything (also when the filesystem is
@@ -69,6 +75,10 @@ _ENOSPC = const(28)
 _BUF = const(512)
 _MID = const(b"message-id:")
 _HEAD_LINES = const(200)  # a header section longer than this is not a mail header
+_HEAD_MAX = const(16384)  # bytes of a .mail's own header (put refuses more)
+_ST_MAX = const(2048)  # bytes of a state file: its error text is cut to _TEXT_MAX
+_TEXT_MAX = const(400)  # characters of a server reply kept in a state or report
+_ID_MAX = const(99999999)  # ids have 8 digits
 
 # Outcomes of one send, from _classify.
 _PERMANENT = const(1)  # the mail itself was refused for good: dead letter
@@ -196,13 +206,14 @@ def _write(f, buf, off, n):
 
 
 def _line(text):
-    """One header value on one line: server replies may span lines."""
+    """One header value on one line: server replies may span lines. At most _TEXT_MAX
+    characters (4 bytes each at most in UTF-8), so a state file stays within _ST_MAX."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode()
         except UnicodeError:
             text = repr(bytes(text))
-    return str(text).replace("\r", "").replace("\n", " | ")
+    return str(text)[:_TEXT_MAX].replace("\r", "").replace("\n", " | ")
 
 
 def _write_state(path, state, tries, due, code, error):
@@ -218,15 +229,26 @@ def _write_state(path, state, tries, due, code, error):
     _replace(tmp, path)
 
 
-def _read_kv(path):
-    """A state or report file as a list of (key, value) str pairs; None when it is missing
-    or incomplete (no "end" line)."""
+def _open(path):
+    """(file opened for reading, size) for one of the outbox's files. Only a regular file
+    (stat()[0] & S_IFMT 0xF000 == S_IFREG 0x8000, on MicroPython too): opening a FIFO
+    would wait for a writer forever."""
+    st = os.stat(path)
+    if st[0] & 0xF000 != 0x8000:
+        raise ValueError("not a regular file")
+    return open(path, "rb"), st[6]
+
+
+def _read_kv(path, limit):
+    """A state or report file as a list of (key, value) str pairs; None when it is missing,
+    not a regular file, or incomplete (no "end" line, also when longer than limit bytes;
+    -1: no limit)."""
     try:
-        f = open(path, "rb")
-    except OSError:
+        f = _open(path)[0]
+    except (OSError, ValueError):
         return None
     try:
-        data = f.read()
+        data = f.read(limit)
     finally:
         f.close()
     try:
@@ -244,7 +266,7 @@ def _read_kv(path):
 
 def _read_state(path):
     """(state, tries, due, code, error) from a state file, or None."""
-    kv = _read_kv(path)
+    kv = _read_kv(path, _ST_MAX)
     if kv is None:
         return None
     d = {}
@@ -258,17 +280,20 @@ def _read_state(path):
 
 def _read_head(f):
     """Parse a .mail header from an open file; return (from, [to], body offset, body size).
-    Raises ValueError when the header is not complete."""
-    first = f.readline()
+    Raises ValueError when the header is not complete. Reads at most _HEAD_MAX bytes, the
+    most put() writes: a file without line ends costs no more."""
+    first = f.readline(len(_MAGIC) + _SIZE_DIGITS + 1)
     if not first.startswith(_MAGIC) or len(first) != len(_MAGIC) + _SIZE_DIGITS + 1:
         raise ValueError("not an outbox mail")
     size = int(first[len(_MAGIC) : -1])
     frm = None
     to = []
-    for _ in range(_HEAD_LINES):
-        ln = f.readline()
+    left = _HEAD_MAX - len(first)
+    while left > 0:
+        ln = f.readline(left)
         if not ln.endswith(b"\n"):
-            raise ValueError("truncated header")
+            raise ValueError("header too long" if len(ln) == left else "truncated header")
+        left -= len(ln)
         if ln == b"\n":
             if not to:
                 raise ValueError("no recipient")
@@ -283,12 +308,12 @@ def _read_head(f):
 
 def _check_mail(path):
     """(from, [to], offset, size) when path is a complete .mail file, else raise ValueError."""
-    f = open(path, "rb")
+    f, n = _open(path)
     try:
         head = _read_head(f)
     finally:
         f.close()
-    if os.stat(path)[6] != head[2] + head[3]:
+    if n != head[2] + head[3]:
         raise ValueError("size mismatch")
     return head
 
@@ -296,13 +321,21 @@ def _check_mail(path):
 def _message_id(f, offset):
     """The Message-ID of the stored message (for reports), or None."""
     f.seek(offset)
+    start = True  # ln begins a line (a longer line is read in pieces)
     for _ in range(_HEAD_LINES):
-        ln = f.readline()
-        if not ln or ln in (b"\n", b"\r\n"):
+        ln = f.readline(1000)  # RFC 5322 2.1.1: a line is at most 998 characters and CRLF
+        if not ln or start and ln in (b"\n", b"\r\n"):
             return None
-        if ln[:11].lower() == _MID:
+        if start and ln[:11].lower() == _MID:
             return ln[11:].strip().decode("utf-8", "replace")
+        start = ln.endswith(b"\n")
     return None
+
+
+def _is_id(id):
+    # What _new_id makes: 8 ASCII digits (str.isdigit also takes other scripts' digits,
+    # which take more than a byte each in UTF-8).
+    return isinstance(id, str) and len(id) == 8 and len(id.encode()) == 8 and id.isdigit()
 
 
 def _classify(e):
@@ -403,7 +436,7 @@ class Outbox:
         ids = {}
         for name in names:
             id, dot, ext = name.partition(".")
-            if not dot or len(id) != 8 or not id.isdigit():
+            if not dot or not _is_id(id):
                 continue
             if ext == "tmp":
                 _remove(self._p(id, ".tmp"))  # a put that never returned: not stored
@@ -416,7 +449,7 @@ class Outbox:
             self._recover_id(id, exts)
         for name in os.listdir(self.dead_dir):
             id, dot, ext = name.partition(".")
-            if not dot or len(id) != 8 or not id.isdigit():
+            if not dot or not _is_id(id):
                 continue
             if ext in ("tmp", "stt", "reft"):
                 _remove(self._d(id, "." + ext))
@@ -472,9 +505,19 @@ class Outbox:
     # ----- put
 
     def _new_id(self):
-        id = "%08d" % self._next
-        self._next += 1
-        return id
+        # Ids keep their 8 digits, so recovery always finds them: past 99999999 they wrap
+        # around to 00000001, skipping every id still in use (queued or in dead/). The
+        # oldest-first order breaks once at the wrap; no mail is lost or overwritten.
+        n = self._next
+        while True:
+            if n > _ID_MAX:
+                n = 1
+            id = "%08d" % n
+            n += 1
+            if id not in self._q and not _exists(self._d(id, ".mail")) \
+                    and not _exists(self._d(id, ".ref")):
+                self._next = n
+                return id
 
     def put(self, to_addrs, msg, *, from_addr=None):
         """Store a mail for sending; return its id once it is on disk (and synced).
@@ -512,6 +555,9 @@ class Outbox:
                     f.write(b"to " + smtp_client._b(a) + b"\n")
                 f.write(b"time %d\n\n" % self._now())
                 head = f.tell()
+                if head > _HEAD_MAX:  # what flush reads back, bounded (_read_head)
+                    raise ValueError("too many recipients: the envelope is over %d bytes"
+                                     % _HEAD_MAX)
                 body = self._store(f, msg, from_addr, budget - head)
                 f.seek(len(_MAGIC))
                 f.write(b"%010d" % body)
@@ -641,9 +687,9 @@ class Outbox:
     def _send_one(self, client, id, ent, now, r):
         mail = self._p(id, ".mail")
         try:
-            f = open(mail, "rb")
-        except OSError:
-            self._forget(id)  # removed behind our back
+            f = _open(mail)[0]
+        except (OSError, ValueError):
+            self._forget(id)  # removed or replaced behind our back
             return
         try:
             try:
@@ -768,7 +814,7 @@ class Outbox:
         ids = {}
         for name in os.listdir(self.dead_dir):
             id, dot, ext = name.partition(".")
-            if dot and len(id) == 8 and id.isdigit() and ext in ("mail", "ref"):
+            if dot and _is_id(id) and ext in ("mail", "ref"):
                 ids[id] = ext
         return ids
 
@@ -787,7 +833,7 @@ class Outbox:
             if ids[id] == "ref":
                 d = Dead(id, "refused")
                 d.refused = {}
-                for k, v in _read_kv(self._d(id, ".ref")) or ():
+                for k, v in _read_kv(self._d(id, ".ref"), -1) or ():
                     if k == "mid":
                         d.message_id = v or None
                     elif k == "refused":
@@ -801,7 +847,7 @@ class Outbox:
                 if state is not None:
                     d.tries, d.code, d.error = state[1], state[3], state[4]
                 try:
-                    f = open(d.path, "rb")
+                    f = _open(d.path)[0]
                     try:
                         d.message_id = _message_id(f, _read_head(f)[2])
                     finally:
@@ -812,14 +858,20 @@ class Outbox:
         return out
 
     def discard(self, id):
-        """Delete a dead/ entry (dead letter or report)."""
+        """Delete a dead/ entry (dead letter or report). ValueError for anything that is not
+        an id put() made: no path can reach outside dead/."""
+        if not _is_id(id):
+            raise ValueError("not an outbox id: %r" % (id,))
         _remove(self._d(id, ".mail"))
         _remove(self._d(id, ".st"))
         _remove(self._d(id, ".ref"))
 
     def retry(self, id):
         """Put a dead letter back in the queue, with its tries reset (after fixing what
-        made it fail). The bounds of put() apply."""
+        made it fail). The bounds of put() apply. ValueError for anything that is not an
+        id put() made."""
+        if not _is_id(id):
+            raise ValueError("not an outbox id: %r" % (id,))
         mail = self._d(id, ".mail")
         size = os.stat(mail)[6]
         if len(self._q) >= self.max_items or self._bytes + size > self.max_bytes:

@@ -391,6 +391,63 @@ for n in NAMES:
         assert not msg.defects and not msg["To"].defects
 
 
+# (what the caller gives, (username, domain) a parser must read back). Local parts that are
+# not a dot-atom are sent as a quoted-string; one quoted already is kept as it is.
+CRAFTED = [
+    ("a(b@example.com", ("a(b", "example.com")),
+    ('c"d@example.com', ('c"d', "example.com")),
+    ("e)f@example.com", ("e)f", "example.com")),
+    ("g\\h@example.com", ("g\\h", "example.com")),
+    ("i@j@example.com", ("i@j", "example.com")),
+    ('"k"l@example.com', ('"k"l', "example.com")),
+    ('"m\\"@example.com', ('"m\\"', "example.com")),
+    (".n@example.com", (".n", "example.com")),
+    ("o..p@example.com", ("o..p", "example.com")),
+    ('"q(r"@example.com', ("q(r", "example.com")),
+    ("s.t@example.com", ("s.t", "example.com")),
+    ("u@[192.0.2.1]", ("u", "[192.0.2.1]")),
+    ("w@example.com", ("w", "example.com")),
+]
+CRAFTED_NAMES = ["P (q", 'R "s" \\', "(", '"', "x) y, z"]
+BAD_DOMAINS = ["a@exa(mple.com", 'a@exa"mple.com', "a@[x", "a@[x]y", "a@[x\\]]", "a@"]
+
+
+def test_every_recipient_shows_however_crafted(runtime):
+    """RFC 5322 3.4.1 / 3.2.4: a "(" or '"' in an address or a display name must not open a
+    comment or a quoted-string that hides the next addresses of the field: each recipient
+    is one mailbox of the To and Cc headers, as CPython's parsers read them. A domain has no
+    quoting: one with specials is refused."""
+    addrs = [a for a, _ in CRAFTED]
+    out = run_ok(RENDER + """
+ADDRS, NAMES, BAD = %r, %r, %r
+named = [(n, a) for n, a in zip(NAMES, ADDRS)]
+show(M.Message("cam@example.com", ADDRS, "crafted", "x", cc=named, date=False))
+show(M.Message(("(", 'f"r(om@example.com'), ADDRS[::-1], "crafted", "x", date=False))
+for a in BAD:
+    try:
+        M.Message("cam@example.com", ["w@example.com", a], "s", "x")
+        print("ACCEPTED", a)
+    except ValueError:
+        print("REFUSED")
+""" % (addrs, CRAFTED_NAMES, BAD_DOMAINS), runtime=runtime)
+    want = [w for _, w in CRAFTED]
+    first, second = _mails(out)
+    sender = [('f"r(om', "example.com")]
+    for raw, field, expect in [(first, "To", want), (first, "Cc", want[: len(CRAFTED_NAMES)]),
+                               (second, "To", want[::-1]), (second, "From", sender)]:
+        check_lines(raw)
+        header = _parse(raw)[field]
+        assert [(a.username, a.domain) for a in header.addresses] == expect, field
+        assert not header.defects, (field, header.defects)
+        # The older parser agrees on the count and the domains.
+        value = _raw_header(raw, field)
+        got = email.utils.getaddresses([value])
+        assert [a.rpartition("@")[2] for _, a in got] == [d for _, d in expect], (field, value)
+    assert [a.display_name for a in _parse(first)["Cc"].addresses] == CRAFTED_NAMES
+    assert _parse(second)["From"].addresses[0].display_name == "("
+    assert "ACCEPTED" not in out and out.count("REFUSED") == len(BAD_DOMAINS), out
+
+
 FILENAMES = ["report.csv", "log.txt", 'quote"and\\backslash.txt', "Grüße.txt",
              "日本語のファイル名.txt", "Ünïcödé-" * 12 + ".bin", "a" * 70 + ".txt",
              "emoji 🎉.png", "snapshot.JPG", "noext"]
