@@ -4,8 +4,8 @@
     python tools/typecheck.py [TARGET ...]     # all targets when none is named
 
 Targets (what is checked, against which stubs):
-    esp32   lib/*.py and boards/ESP32_GENERIC/*.py   micropython-esp32-stubs
-    rp2     lib/*.py and boards/RPI_PICO_W/*.py      micropython-rp2-stubs
+    esp32   lib/*.py, boards/ESP32_GENERIC/*.py, boards/common/*.py   micropython-esp32-stubs
+    rp2     lib/*.py, boards/RPI_PICO_W/*.py, boards/common/*.py      micropython-rp2-stubs
     unix    lib/*.py and boards/unix/*.py            micropython-unix-stubs
     cpython lib/*.py                                 mypy's own typeshed (+ cpython/ shim)
 
@@ -64,8 +64,13 @@ def command(target):
     shadow.mkdir(parents=True, exist_ok=True)
     (shadow / "config.py").write_text((board / "config_example.py").read_text())
     env["MYPYPATH"] = os.pathsep.join([str(stubs), str(shadow)])
-    files = PORT_LIB + sorted(str(p.relative_to(ROOT)) for p in board.glob("*.py")
-                         if p.name not in ("config.py", "config_example.py", "manifest.py"))
+    # The board's own files, and the shared Wi-Fi boards' ones it does not override.
+    own = [p for p in board.glob("*.py")
+           if p.name not in ("config.py", "config_example.py", "manifest.py")]
+    if target != "unix":
+        names = {p.name for p in own}
+        own += [p for p in (ROOT / "boards" / "common").glob("*.py") if p.name not in names]
+    files = PORT_LIB + sorted(str(p.relative_to(ROOT)) for p in own)
     return argv + ["--custom-typeshed-dir", str(stubs), "--always-true", "_MPY"] + files, env
 
 
