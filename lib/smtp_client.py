@@ -245,7 +245,9 @@ class Session:
         self.rx_pos = self.rx_end = 0  # rx[rx_pos:rx_end]: received, not parsed
         self.tx_start = self.tx_len = 0  # tx[tx_start:tx_len]: what goes out next
         if self.timeout != 30:
-            self.ms = int(self.timeout * 1000)  # once: a float timeout allocates at every use
+            # Once: a float timeout allocates at every use. None (smtplib: no deadline, the
+            # caller's choice) waits 2**29 ms, 6 days, the most a ticks_ms deadline holds.
+            self.ms = 1 << 29 if self.timeout is None else int(self.timeout * 1000)
         self.head = self.out = 0  # ring head; replies outstanding
         self.sent = 0  # of those, the ones whose command went out
         self.left = 0  # SYNC reads until this many are outstanding
@@ -463,6 +465,8 @@ class Session:
         caps = 0
         for line in text.split(b"\n")[1:]:
             word = line.upper().split(None, 1)
+            if word and word[0][:5] == b"AUTH=":  # pre-RFC 4954 servers: "AUTH=PLAIN LOGIN"
+                word = (b"AUTH", word[0][5:] + b" " + (word[1] if len(word) > 1 else b""))
             if not word:
                 continue
             if word[0] in _CAPS:
@@ -470,18 +474,19 @@ class Session:
             if len(word) > 1:
                 if word[0] == b"SIZE" and word[1].strip().isdigit():
                     self.size_limit = int(word[1])
-                elif word[0] == b"AUTH":
-                    self.auth_line = b" " + b" ".join(word[1].split()) + b" "
+                elif word[0] == b"AUTH":  # both forms may come: the mechanisms of each
+                    self.auth_line += b" " + b" ".join(word[1].split()) + b" "
         self.caps = caps
         self.ehlo_resp = text
         self.does_esmtp = True
 
     def do_hello(self, name):
-        """EHLO; HELO when the server does not know EHLO (RFC 5321 4.1.4: 500 or 502)."""
+        """EHLO; HELO when the server refuses it with a 5xx (RFC 5321 4.1.4 names 500 and
+        502; 501, 504 and 550 are seen too). A 4xx is no answer to retry with HELO."""
         yield from self.do_ehlo(name)
         if self.code == 250:
             return
-        if self.code in (500, 502):
+        if self.code >= 500:
             yield from self.do_command(b"HELO", name)
             self.helo_resp = self.text
             if self.code == 250:
@@ -490,7 +495,9 @@ class Session:
 
     def do_starttls(self):
         """RFC 3207: STARTTLS, then TLS; fails closed: bytes already received after the 220
-        are an injection (RFC 3207 6). Capabilities are forgotten; EHLO again."""
+        are an injection (RFC 3207 6). Capabilities are forgotten (RFC 3207 4.2): the next
+        command, or ehlo(), says EHLO again inside TLS (smtplib's habit ehlo(), starttls(),
+        ehlo(), login() sends one EHLO there, not two)."""
         if not self.caps & _STARTTLS:
             raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
         if self._tls:
@@ -499,13 +506,8 @@ class Session:
         if self.code != 220:
             return
         yield _TLS  # the driver rejects any byte waiting, then runs the handshake
-        code = self.code
-        text = self.text
         self.reset()
         self._tls = True
-        yield from self.do_ehlo(self.local_name())
-        self.code = code
-        self.text = text
 
     # ----- AUTH (RFC 4954)
 
@@ -867,6 +869,7 @@ class Session:
             yield from self.do_starttls()
             if self.code != 220:
                 raise SMTPResponseException(self.code, self.text)
+            yield from self.do_hello(self.local_name())
         if c.username is not None and c.auth != "none" and (c.auth != "auto" or self.caps & _AUTH):
             # NetX Duo: with "auto" and no AUTH advertised, send without it; a mechanism
             # the caller named is tried even when the EHLO lists none.
@@ -947,11 +950,10 @@ class SendResult:
         return "SendResult(refused=%r, error=%r)" % (self.refused, self.error)
 
     def __init__(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), options=None):
-        _check_addr(from_addr, "from_addr")
-        self.from_addr = from_addr
+        self.from_addr = _check_addr(from_addr, "from_addr", True)
         self.to_addrs = to = _addr_list(to_addrs)
-        for a in to:
-            _check_addr(a, "recipient")
+        for k in range(len(to)):
+            to[k] = _check_addr(to[k], "recipient")
         mopts: list = []
         ropts: list = []
         for opts, given in ((mopts, mail_options), (ropts, rcpt_options)):
@@ -1065,12 +1067,10 @@ class SendResult:
             # with 503 (bad sequence): that is about the sender, not these recipients.
             if code != 250 and code != 251 and not isinstance(self.error, SMTPSenderRefused):
                 self.refused[addr] = (code, text)
-                if code == 421:  # the server is closing: nobody gets this mail (smtplib too)
-                    for other in self.to_addrs:
-                        self.refused.setdefault(other, (code, text))
-                if len(self.refused) == len(self.to_addrs):
-                    # Every recipient refused: the mail failed now (its body, BDAT chunks
-                    # included, stops here: RFC 3030 2).
+                if code == 421 or len(self.refused) == len(self.to_addrs):
+                    # Every recipient refused, or the server is closing (421, RFC 5321
+                    # 3.8; only those refused so far are listed, as smtplib does): the mail
+                    # failed now (its body, BDAT chunks included, stops here: RFC 3030 2).
                     self.error = self.error or SMTPRecipientsRefused(self.refused)
         elif kind == _X_DATA:
             if code == 354:
@@ -1114,13 +1114,22 @@ def _check_text(value, what):
     return value
 
 
-def _check_addr(addr, what):
+def _check_addr(addr, what, null=False):
+    # "Name <a@example.com>" and "<a@example.com>", as people write them, mean the
+    # addr-spec between the brackets (RFC 5322 3.4); returned in the type given.
+    s = isinstance(_check_text(addr, what), str)
+    i = addr.find("<" if s else b"<")
+    if i >= 0 and addr[-1:] == (">" if s else b">"):
+        addr = addr[i + 1 : -1]  # (a "<" or ">" left in it is refused below)
     # RFC 5321 4.1.2: the path is enclosed in <>: a bracket inside, or a space or tab
-    # outside a quoted local part, would smuggle parameters.
-    a = _b(_check_text(addr, what))
+    # outside a quoted local part, would smuggle parameters. An empty path is the null
+    # reverse-path of bounces and DSNs (RFC 5321 4.5.5): a sender only.
+    a = _b(addr)
     if b"<" in a or b">" in a or ((b" " in a or b"\t" in a) and a[:1] != b'"'):
         raise ValueError("<, >, space or tab in " + what)
-    return a
+    if not a and not null:
+        raise ValueError("empty " + what)
+    return addr
 
 
 def _addr_list(to_addrs):
@@ -1531,7 +1540,8 @@ class SMTP(Session):
         _check_text(user, "user")
         _check_text(password, "password")
         self.ehlo_or_helo_if_needed()
-        self.plain_ok = allow_plaintext_auth
+        if self.plain_ok != allow_plaintext_auth:  # (an attribute less: a smaller dict)
+            self.plain_ok = allow_plaintext_auth
         return self._run(self.do_login(user, password, mechanism, initial_response_ok))
 
     def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), **options):
@@ -1557,6 +1567,13 @@ class SMTP(Session):
                       else self.do_client(client, mails))
             self.conclude(mails)
         except Exception as ex:
+            if quit and self.mails is None and self._io is not None:
+                # A clean refusal before the mails (AUTH 535, STARTTLS 454, no STARTTLS
+                # offered) leaves the session in step: say goodbye (RFC 5321 4.1.1.10).
+                try:
+                    self._run(self.do_command(b"QUIT"))
+                except Exception:
+                    pass
             self.failed(ex)
         finally:
             self.mails = None
@@ -1600,7 +1617,7 @@ class Client:
             _check_text(username, "username")
             _check_text(password, "password")
         if from_addr is not None:
-            _check_addr(from_addr, "from_addr")
+            _check_addr(from_addr, "from_addr", True)
         if tls == "starttls" and options.get("socket_pool") is not None:
             raise ValueError("socket_pool needs tls='implicit' or 'none' (CircuitPython)")
         self.host = _check_text(host, "host")
@@ -1616,7 +1633,8 @@ class Client:
         s = self.session = self._session(**options)
         if tls == "implicit":
             s._implicit = True
-        s.plain_ok = allow_plaintext_auth
+        if allow_plaintext_auth:
+            s.plain_ok = True
 
     def send(self, to_addrs, msg, *, from_addr=None, **options):
         """Send one mail over a fresh connection; return a SendResult, or raise the

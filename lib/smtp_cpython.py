@@ -27,7 +27,7 @@ def open(s, host, port):  # noqa: A001  # smtp_client calls smtp_cpython.open(se
         _open_pool(s, host, port)
         return
     socket = sc.socket
-    deadline = sc._deadline(int(s.timeout * 1000))
+    deadline = sc._deadline(s.ms)
     err = OSError("no address for " + host)
     for af, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
         sock = socket.socket(af, kind, proto)
@@ -66,7 +66,7 @@ def wrap(s, context):
     if context is None:
         context = create_context()
     sock = s.sock
-    deadline = sc._deadline(int(s.timeout * 1000))
+    deadline = sc._deadline(s.ms)
     try:
         tls = context.wrap_socket(sock, server_hostname=s._host, do_handshake_on_connect=False)
         tls.setblocking(False)

@@ -92,7 +92,8 @@ def auth(s, mechanism, authobject, *, initial_response_ok=True, allow_plaintext_
     or bytes); challenge is None for the initial response. Returns (code, msg). Not over
     plain TCP unless allow_plaintext_auth=True."""
     mechanism = sc._check_text(mechanism.upper(), "mechanism")
-    s.plain_ok = allow_plaintext_auth
+    if s.plain_ok != allow_plaintext_auth:
+        s.plain_ok = allow_plaintext_auth
     return s._run(s.do_auth(mechanism, authobject, initial_response_ok))
 
 

@@ -386,7 +386,7 @@ CLIENT_BAD = {
     "username": 'sc.Client(HOST, PORT, username="u\\r\\nevil", password="p", from_addr=FROM)',
     "password": 'sc.Client(HOST, PORT, username="u", password="p\\nevil", from_addr=FROM)',
     "from_addr": 'sc.Client(HOST, PORT, from_addr="a@x\\r\\nevil")',
-    "from_addr <": 'sc.Client(HOST, PORT, from_addr="<a@x>")',
+    "from_addr <": 'sc.Client(HOST, PORT, from_addr="a<@x")',
     "local_hostname": 'sc.Client(HOST, PORT, from_addr=FROM, local_hostname="h\\r\\nevil")',
     "SMTP local_hostname": 'sc.SMTP(HOST, PORT, local_hostname="h\\0evil")',
     "send recipient": 'sc.Client(HOST, PORT, tls="none", from_addr=FROM).send('

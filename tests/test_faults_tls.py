@@ -92,12 +92,15 @@ def test_starttls_injected_through_smtp(runtime, tls):
     assert srv.received[0].endswith(b"STARTTLS\r\n")
 
 
+BYE = [("expect", b"QUIT"), ("send", b"221 bye\r\n"), ("wait_close",)]
+
+
 @pytest.mark.parametrize("auth", ["auto", "plain"])
 def test_starttls_not_offered(runtime, tls, auth):
     # RFC 3207 4: with tls="starttls" a server (or a man in the middle) that drops STARTTLS
-    # from the EHLO reply gets nothing: no AUTH, no MAIL.
+    # from the EHLO reply gets nothing: no AUTH, no MAIL; only QUIT (RFC 5321 4.1.1.10).
     ehlo = [("expect", b"EHLO "), ("send", b"250-fake.example\r\n250 AUTH PLAIN LOGIN\r\n")]
-    outs, srv = drive(runtime, [GREET + ehlo + [("wait_close",)], tls_good(tls)], f"""
+    outs, srv = drive(runtime, [GREET + ehlo + BYE, tls_good(tls)], f"""
         ctx = sc.create_context(open(ARGS[0], "rb").read())
         c = sc.Client(HOST, PORT, username="device", password="s3cret", from_addr=FROM,
                       tls="starttls", context=ctx, timeout=TIMEOUT, auth="{auth}")
@@ -105,7 +108,7 @@ def test_starttls_not_offered(runtime, tls, auth):
         report(lambda: c.send(TO, MSG))
     """, args=[tls["ca"]])
     assert outs[0].exc == "SMTPNotSupportedError", outs[0]
-    assert len(srv.lines[0]) == 1 and srv.lines[0][0].startswith(b"EHLO ")
+    assert [x[:5] for x in srv.lines[0]] == [b"EHLO ", b"QUIT"]
     assert_second_mail(outs[1], srv)
     srv.check()
 
@@ -114,11 +117,14 @@ def test_starttls_not_offered(runtime, tls, auth):
                                         (b"421 4.3.2 going down\r\n", 421),
                                         (b"502 5.5.1 no\r\n", 502)])
 def test_starttls_refused(runtime, tls, reply, code):
-    script = GREET + EHLO_PLAIN + [("expect", b"STARTTLS"), ("send", reply), ("wait_close",)]
+    # A refusal keeps the session in step: QUIT (RFC 5321 4.1.1.10); 421 closed it already.
+    bye = BYE if code != 421 else [("wait_close",)]
+    script = GREET + EHLO_PLAIN + [("expect", b"STARTTLS"), ("send", reply)] + bye
     outs, srv = drive(runtime, [script, tls_good(tls)], CLIENT_TLS_TWICE, args=[tls["ca"]])
     o = outs[0]
     assert (o.exc, o.code, o.transient) == ("SMTPResponseException", code, code < 500), o
-    assert srv.received[0].endswith(b"STARTTLS\r\n")  # no AUTH, no MAIL in the clear
+    # No AUTH, no MAIL in the clear.
+    assert srv.received[0].endswith(b"STARTTLS\r\n" if code == 421 else b"QUIT\r\n")
     assert_second_mail(outs[1], srv)
     srv.check()
 
@@ -143,7 +149,9 @@ def test_starttls_forgets_capabilities(runtime, tls):
     """, args=[tls["ca"]])
     srv.check()
     assert outs[0].ok == {"refused": {}}, outs[0]
-    assert outs[1].ok == [["auth", "pipelining", "starttls"], 220, ["8bitmime"], False, False]
+    # Right after starttls() nothing is known (smtplib's state too); the EHLO inside TLS is
+    # said by the next command, sendmail here.
+    assert outs[1].ok == [["auth", "pipelining", "starttls"], 220, [], False, False]
     assert outs[2].ok == [{}, 221], outs[2]
     for conn in (0, 1):
         assert after(srv.lines[conn], b"STARTTLS")[0].startswith(b"EHLO ")
@@ -268,7 +276,10 @@ def test_auth_refused(runtime, reply, code):
 
 @pytest.mark.parametrize("code", [535, 454])
 def test_auth_refused_through_client(runtime, code):
+    # The refusal leaves the session in step: the Client says QUIT before it closes (RFC
+    # 5321 4.1.1.10), as smtplib's quit() would.
     script = GREET + EHLO_AUTH + [("expect", b"AUTH "), ("send", b"%d no\r\n" % code),
+                                  ("expect", b"QUIT"), ("send", b"221 bye\r\n"),
                                   ("wait_close",)]
     good = GREET + EHLO_AUTH + [("expect", b"AUTH "), ("send", b"235 ok\r\n")] + TAIL
     outs, srv = drive(runtime, [script, good], """
@@ -279,7 +290,7 @@ def test_auth_refused_through_client(runtime, code):
     """)
     o = outs[0]
     assert (o.exc, o.code, o.transient) == ("SMTPAuthenticationError", code, code == 454), o
-    assert len(srv.lines[0]) == 2  # EHLO, AUTH: no MAIL
+    assert len(srv.lines[0]) == 3  # EHLO, AUTH, QUIT: no MAIL
     assert_second_mail(outs[1], srv)
     srv.check()
 
@@ -312,7 +323,7 @@ def test_challenge_not_base64(runtime, challenge):
 def test_no_credentials_in_the_clear(runtime):
     # DESIGN.md: credentials never go out before TLS unless the caller opted in.
     script = GREET + EHLO_AUTH + [("wait_close",)]
-    outs, srv = drive(runtime, [script, script], """
+    outs, srv = drive(runtime, [GREET + EHLO_AUTH + BYE, script], """
         c = sc.Client(HOST, PORT, username="device", password="s3cret", from_addr=FROM,
                       tls="none", timeout=TIMEOUT)
         report(lambda: c.send(TO, MSG))
@@ -322,4 +333,5 @@ def test_no_credentials_in_the_clear(runtime):
     """)
     srv.check()
     assert [o.exc for o in outs] == ["SMTPNotSupportedError"] * 2, outs
-    assert all(len(lines) == 1 for lines in srv.lines), srv.lines  # EHLO only
+    # EHLO only (and the Client's QUIT: the refusal left the session in step).
+    assert [len(lines) for lines in srv.lines] == [2, 1], srv.lines

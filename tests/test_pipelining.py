@@ -389,13 +389,14 @@ def test_421_in_the_middle_of_a_group(runtime):
           + bdat).decode()],
     ], flights
     later = res(exc="SMTPResponseException", code=421, enhanced="4.3.2", transient=True)
-    refused = {"b@x": [421, "4.3.2 shutting down"], "c@x": [421, "4.3.2 shutting down"]}
+    # Only b@x was refused (the server closed before answering c@x), as smtplib lists it.
+    refused = {"b@x": [421, "4.3.2 shutting down"]}
     assert outs[0].ok == [
         OK, res(exc="SMTPSenderRefused", code=421, enhanced="4.3.2", transient=True), later,
     ], outs[0]
     assert outs[2].ok == [
         OK, res(exc="SMTPRecipientsRefused", transient=True, refused=refused,
-                renh={"b@x": "4.3.2", "c@x": "4.3.2"}, recipients=refused), later,
+                renh={"b@x": "4.3.2"}, recipients=refused), later,
     ], outs[2]
     assert outs[0].closed and outs[2].closed
     assert_second_mail(outs[1], srv, 1)

@@ -101,30 +101,56 @@ def test_ehlo_capabilities():
     assert s.size_limit == 1000 and s.auth_line == b" PLAIN LOGIN "
 
 
-def test_helo_after_ehlo_unknown():
-    # RFC 5321 4.1.4: 500/502 to EHLO means an old server: HELO.
-    w = Wire(b"220 mx.test\r\n502 what\r\n250 mx.test\r\n")
+@pytest.mark.parametrize("code", [b"500", b"502", b"501", b"504", b"550"])
+def test_helo_after_ehlo_refused(code):
+    # RFC 5321 4.1.4: 500/502 to EHLO means an old server: HELO. Servers also answer 501,
+    # 504 or 550 to an EHLO they dislike; smtplib tries HELO after any refusal, so do we.
+    w = Wire(b"220 mx.test\r\n" + code + b" what\r\n250 mx.test\r\n")
     w.run(w.s.do_command()).run(w.s.do_hello("dev.test")).done()
     assert w.flights == [b"EHLO dev.test\r\n", b"HELO dev.test\r\n"]
     assert w.s.caps == 0 and w.s.helo_resp == b"mx.test"
 
 
 def test_ehlo_and_helo_refused():
-    w = Wire(b"220 mx.test\r\n554 no\r\n")
+    w = Wire(b"220 mx.test\r\n554 no\r\n554 no\r\n")
     w.run(w.s.do_command())
     with pytest.raises(sc.SMTPHeloError):
         w.run(w.s.do_hello("dev.test"))
+    assert w.flights == [b"EHLO dev.test\r\n", b"HELO dev.test\r\n"]
+
+
+def test_ehlo_4xx_is_not_retried_with_helo():
+    # A 4xx is "not now" (RFC 5321 4.2.1), not "I do not know EHLO".
+    w = Wire(b"220 mx.test\r\n451 later\r\n")
+    w.run(w.s.do_command())
+    with pytest.raises(sc.SMTPHeloError):
+        w.run(w.s.do_hello("dev.test"))
+    assert w.flights == [b"EHLO dev.test\r\n"]
+
+
+@pytest.mark.parametrize("lines", [("AUTH=PLAIN LOGIN",), ("AUTH LOGIN", "AUTH=PLAIN")])
+def test_old_style_auth_counts(lines):
+    # Servers from before RFC 4954 (some Exchange) advertise "AUTH=PLAIN LOGIN"; smtplib
+    # reads both forms. The mechanisms of both go into the choice.
+    w = opened(b"235 ok\r\n", *lines)
+    assert w.s.caps & sc._AUTH
+    w.s._tls = True
+    w.run(w.s.do_login("u", "p")).done()
+    assert w.flights == [b"AUTH PLAIN AHUAcA==\r\n"]
 
 
 # ------------------------------------------------------------------------- STARTTLS
 
 
 def test_starttls_forgets_and_says_ehlo_again():
-    # RFC 3207 4.2: capabilities learnt before TLS are forgotten; EHLO again inside.
+    # RFC 3207 4.2: capabilities learnt before TLS are forgotten; EHLO again inside, once:
+    # by the next command (smtplib's ehlo_or_helo_if_needed), not by starttls itself.
     w = opened(b"220 go\r\n" + ehlo("AUTH PLAIN"), "STARTTLS", "PIPELINING")
-    w.run(w.s.do_starttls()).done()
-    assert w.flights == [b"STARTTLS\r\n", "TLS", b"EHLO dev.test\r\n"]
-    assert w.s._tls and w.s.caps == sc._AUTH and w.s.code == 220
+    w.run(w.s.do_starttls())
+    assert w.flights == [b"STARTTLS\r\n", "TLS"]
+    assert w.s._tls and w.s.caps == 0 and w.s.code == 220 and w.s.ehlo_resp is None
+    w.run(w.s.do_hello("dev.test")).done()
+    assert w.flights[2:] == [b"EHLO dev.test\r\n"] and w.s.caps == sc._AUTH
 
 
 def test_starttls_not_offered():
@@ -279,7 +305,8 @@ def test_long_address_refused_before_any_byte():
     assert w.flights == []
 
 
-@pytest.mark.parametrize("bad", ["a@x.test SIZE=1", "a@x.test\tX=1", "<a@x.test>", "a\r\n@x"])
+@pytest.mark.parametrize("bad", ["a@x.test SIZE=1", "a@x.test\tX=1", "<a@x.test> SIZE=1",
+                                 "<a@x.test SIZE=1>", "a\r\n@x"])
 def test_address_injection_refused(bad):
     with pytest.raises(ValueError):
         mail(to=(bad,))
@@ -333,3 +360,21 @@ def test_a_parameter_given_and_detected_goes_out_once(given):
     w.run(w.s.do_mails([m])).done()
     head = w.flights[0].split(b"\r\n")[0].upper()
     assert head.count(b"SMTPUTF8") == 1 and head.count(b"BODY=") <= 1, w.flights
+
+
+def test_addresses_as_people_write_them():
+    # "Name <addr>" and "<addr>" mean the addr-spec (RFC 5322 3.4); "" and "<>" are the null
+    # reverse-path (RFC 5321 4.5.5) of bounces and DSNs.
+    w = opened(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n")
+    m = sc.SendResult("<>", ["Bob Smith <b@x.test>", "<c@x.test>"], b"hi\r\n")
+    w.run(w.s.do_mails([m])).done()
+    assert w.flights[:3] == [b"MAIL FROM:<>\r\n", b"RCPT TO:<b@x.test>\r\n",
+                             b"RCPT TO:<c@x.test>\r\n"]
+    assert sc.SendResult("", ["b@x.test"], b"x").from_addr == ""
+
+
+@pytest.mark.parametrize("to", ["", "<>", "Bob <b@x.test", "a <b> <c@x.test>", "b@x.test>",
+                                "Bob <b@x.test> x", "b @x.test", "<b@x.test\r\n>"])
+def test_malformed_recipients_refused_before_sending(to):
+    with pytest.raises(ValueError):
+        sc.SendResult("a@x.test", [to], b"x")

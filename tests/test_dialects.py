@@ -1,0 +1,74 @@
+"""Issue 11: the forms smtplib programs and real servers use, end to end on both runtimes
+against aiosmtpd (the socket-free rules are in tests/test_session.py)."""
+
+import ast
+import textwrap
+
+from harness import run_ok
+
+PROLOGUE = """\
+import smtp_client as sc
+
+def report(f):
+    try:
+        r = f()
+    except Exception as e:
+        r = (type(e).__name__, str(e))
+    print("R", repr(r))
+"""
+
+
+def results(runtime, code, **fmt):
+    out = run_ok(PROLOGUE + textwrap.dedent(code).format(**fmt), runtime=runtime, timeout=60)
+    return [ast.literal_eval(line[2:]) for line in out.splitlines() if line.startswith("R ")]
+
+
+def test_timeout_none_means_no_deadline(runtime, mailserver):
+    # smtplib accepts timeout=None (block as long as it takes): the caller's choice.
+    srv = mailserver(tls="none")
+    res = results(runtime, """
+        s = sc.SMTP({host!r}, {port}, timeout=None)
+        report(lambda: s.sendmail("a@example.com", ["b@example.com"], b"Subject: t\\r\\n\\r\\nx"))
+        s.quit()
+        c = sc.Client({host!r}, {port}, tls="none", from_addr="a@example.com", timeout=None)
+        report(lambda: c.send("c@example.com", b"Subject: u\\r\\n\\r\\ny").ok)
+    """, host=srv.host, port=srv.port)
+    assert res == [{}, True]
+    assert [m.rcpt_tos for m in srv.messages] == [["b@example.com"], ["c@example.com"]]
+
+
+def test_addresses_with_names_and_the_null_sender(runtime, mailserver):
+    srv = mailserver(tls="none")
+    res = results(runtime, """
+        s = sc.SMTP({host!r}, {port}, timeout=10)
+        report(lambda: s.sendmail("Device <dev@example.com>",
+                                  ["Bob Smith <b@example.com>", "<c@example.com>"], b"x"))
+        report(lambda: s.sendmail("<>", "b@example.com", b"bounce"))
+        s.quit()
+    """, host=srv.host, port=srv.port)
+    assert res == [{}, {}]
+    (one, two) = srv.messages
+    assert (one.mail_from, one.rcpt_tos) == ("dev@example.com", ["b@example.com", "c@example.com"])
+    assert two.mail_from in ("", "<>")  # aiosmtpd shows the null path as "<>"
+
+
+def test_smtplib_habit_says_ehlo_once_inside_tls(runtime, mailserver, certs):
+    # ehlo(); starttls(); ehlo(); login(): one EHLO before TLS, one inside (before, starttls
+    # said EHLO itself and the program's ehlo() a second: a wasted round trip). A Client says
+    # one too.
+    srv = mailserver(tls="starttls", auth={"device": "s3cret"})
+    res = results(runtime, """
+        ctx = sc.create_context(open({ca!r}, "rb").read())
+        s = sc.SMTP({host!r}, {port}, timeout=10)
+        s.ehlo()
+        s.starttls(context=ctx)
+        report(lambda: s.ehlo()[0])
+        report(lambda: s.login("device", "s3cret")[0])
+        report(lambda: s.sendmail("a@example.com", "b@example.com", b"x"))
+        s.quit()
+        c = sc.Client({host!r}, {port}, username="device", password="s3cret", context=ctx,
+                      from_addr="a@example.com", timeout=10)
+        report(lambda: c.send("b@example.com", b"y").ok)
+    """, host=srv.host, port=srv.port, ca=str(certs["ca.der"]))
+    assert res == [250, 235, {}, True]
+    assert [tls for _, tls in srv.ehlo_log] == [False, True, False, True], srv.ehlo_log
