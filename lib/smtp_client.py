@@ -544,33 +544,43 @@ class Session:
             raise SMTPAuthenticationError(self.code, self.text)
 
     def do_login(self, user, password, mechanism=None, initial_response_ok=True):
-        """AUTH with `mechanism`, or the first the server offers of CRAM-MD5, PLAIN, LOGIN
-        (smtplib's order); XOAUTH2 only when asked for: its password is a token. The
-        caller has checked user and password."""
-        if mechanism is None:
-            if not self.caps & _AUTH:
-                raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        """AUTH with `mechanism`, or with what the server offers of CRAM-MD5, PLAIN, LOGIN
+        in that order (smtplib's), the next one when one is refused (a server that keeps
+        hashed passwords refuses CRAM-MD5 with 535); XOAUTH2 and OAUTHBEARER only when
+        asked for: their password is a token. The caller has checked user and password."""
+        if mechanism is not None:
+            names = [mechanism.upper()]
+        elif not self.caps & _AUTH:
+            raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        else:
+            names = []
             for m in ("CRAM-MD5", "PLAIN", "LOGIN"):
                 if b" " + m.encode() + b" " in self.auth_line:
-                    mechanism = m
-                    break
-            else:
+                    names.append(m)
+            if not names:
                 raise SMTPException("No suitable authentication method found.")
-        mechanism = mechanism.upper()
         user = _b(user)
         password = _b(password)
-        if mechanism == "PLAIN":
-            # RFC 4616 2: authzid NUL authcid NUL passwd, authzid empty.
-            obj = [b"\0" + user + b"\0" + password]
-        elif mechanism == "LOGIN":
-            # The LOGIN draft: the user name (as the initial response, as smtplib sends it,
-            # or on the "Username:" challenge), then the password on "Password:".
-            obj = [user, password]
-        else:
-            import smtp_ext
+        for mechanism in names:
+            if mechanism == "PLAIN":
+                # RFC 4616 2: authzid NUL authcid NUL passwd, authzid empty.
+                obj = [b"\0" + user + b"\0" + password]
+            elif mechanism == "LOGIN":
+                # The LOGIN draft: the user name (as the initial response, as smtplib sends
+                # it, or on the "Username:" challenge), then the password on "Password:".
+                obj = [user, password]
+            else:
+                import smtp_ext
 
-            obj = smtp_ext.authobject(mechanism, user, password)
-        yield from self.do_auth(mechanism, obj, initial_response_ok)
+                obj = smtp_ext.authobject(mechanism, user, password)
+            try:
+                yield from self.do_auth(mechanism, obj, initial_response_ok)
+                return
+            except SMTPAuthenticationError:
+                # The next mechanism only from a clean refusal: not when the server still
+                # waits for an answer (334) or is closing (421).
+                if mechanism is names[-1] or self.code in (334, 421):
+                    raise
 
     # ----- mail transactions (RFC 5321 3.3; RFC 2920 PIPELINING; RFC 3030 CHUNKING)
 
@@ -992,7 +1002,6 @@ class SendResult:
         mopts = self.mopts
         # What the caller gave goes out once, not again beside what is added here.
         given = b" " + b" ".join(mopts).upper()
-        declared = b" BODY=" in given
         ascii = _ascii(_b(self.from_addr))
         for a in self.to_addrs:
             ascii = ascii and _ascii(_b(a))
@@ -1003,30 +1012,30 @@ class SendResult:
             if b" SMTPUTF8 " not in given + b" ":
                 mopts.append(b"SMTPUTF8")
         body = self.body
-        if isinstance(body, (bytes, bytearray)):
-            # RFC 6152 3: declare 8-bit content; without 8BITMIME it may not be sent.
-            if not _ascii(body):
-                if not caps & _8BITMIME:
-                    raise SMTPNotSupportedError("8-bit message: server has no 8BITMIME")
-                if not declared:
-                    mopts.append(b"BODY=8BITMIME")
-            if caps & _SIZE or s.chunking and caps & _CHUNKING:
-                # The size after CRLF normalisation, with the last line closed and without
-                # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
-                # Three scans of the body in C: only when the server can use the number.
-                size = (len(body) + body.count(b"\n") + body.count(b"\r")
-                        - 2 * body.count(_CRLF))
-                self.size = size + 2 * (size > 0 and body[-1] != _LF and body[-1] != _CR)
+        # RFC 6152 3: 8-bit content is declared, and without 8BITMIME it may not be sent. A
+        # body not known to be 7-bit (a file, an iterable) is declared when the server
+        # offers 8BITMIME; smtp_message.Message picks its encodings now the EHLO is known.
+        eight = True
+        memory = isinstance(body, (bytes, bytearray))
+        if memory:
+            eight = not _ascii(body)
+            if eight and not caps & _8BITMIME:
+                raise SMTPNotSupportedError("8-bit message: server has no 8BITMIME")
+        elif hasattr(body, "plan"):
+            eight = body.plan(bool(caps & _8BITMIME))
+        if eight and caps & _8BITMIME and b" BODY=" not in given:
+            mopts.append(b"BODY=8BITMIME")
+        if memory and (caps & _SIZE or s.chunking and caps & _CHUNKING):
+            # The size after CRLF normalisation, with the last line closed and without
+            # dot-stuffing: RFC 1870 6's SIZE, and the length of a single BDAT chunk.
+            # Three scans of the body in C: only when the server can use the number.
+            size = len(body) + body.count(b"\n") + body.count(b"\r") - 2 * body.count(_CRLF)
+            self.size = size = size + 2 * (size > 0 and body[-1] != _LF and body[-1] != _CR)
             if caps & _SIZE:
-                size = self.size
                 if s.size_limit and size > s.size_limit:
                     raise SMTPNotSupportedError(
                         "message of %d bytes exceeds the server's SIZE %d" % (size, s.size_limit))
                 mopts.append(b"SIZE=%d" % size)
-        elif hasattr(body, "plan"):
-            # smtp_message.Message picks its encodings now that the EHLO is known.
-            if body.plan(bool(caps & _8BITMIME)) and not declared:
-                mopts.append(b"BODY=8BITMIME")
         if self.options:
             import smtp_ext
 
@@ -1608,8 +1617,8 @@ class Client:
             raise ValueError("port 465 is implicit TLS: tls='implicit' (or leave tls out)")
         if tls not in ("starttls", "implicit", "none"):
             raise ValueError("tls must be 'starttls', 'implicit' or 'none'")
-        if auth not in ("auto", "plain", "login", "cram-md5", "xoauth2", "none"):
-            raise ValueError("auth must be auto, plain, login, cram-md5, xoauth2 or none")
+        if auth not in ("auto", "plain", "login", "cram-md5", "xoauth2", "oauthbearer", "none"):
+            raise ValueError("auth: auto, plain, login, cram-md5, xoauth2, oauthbearer or none")
         if (username is None) != (password is None) or auth not in ("auto", "none") and (
                 username is None):
             raise ValueError("give both username and password")

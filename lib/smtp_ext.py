@@ -172,13 +172,25 @@ def params(mail, s):
         if notify:
             # RFC 3461 4.1-4.2: NOTIFY per recipient, with ORCPT naming the address.
             n = b"NOTIFY=" + sc._b(notify).upper().replace(b" ", b"")
-            mail.rcpt_extra = [list(mail.ropts) + [n, b"ORCPT=rfc822;" + xtext(sc._b(a))]
-                               for a in mail.to_addrs]
+            mail.rcpt_extra = [list(mail.ropts) + [n, orcpt(sc._b(a))] for a in mail.to_addrs]
     if opts.get("requiretls"):
         # RFC 8689 4: only over TLS, and only to a server that offers it.
         if not (s._tls and caps & _REQUIRETLS):
             raise SMTPNotSupportedError("REQUIRETLS needs TLS and the server's REQUIRETLS")
         mail.mopts.append(b"REQUIRETLS")
+
+
+def orcpt(addr):
+    """RFC 3461 4.2's ORCPT for an address: "rfc822;" and xtext, or for a UTF-8 address
+    (SMTPUTF8 is in use then) RFC 6533 3's "utf-8;" and utf-8-addr-unitext: UTF-8 as it
+    is, "+", "=", "\\", controls and space as \\x{HEX}."""
+    if sc._ascii(addr):
+        return b"ORCPT=rfc822;" + xtext(addr)
+    out = b"ORCPT=utf-8;"
+    for ch in addr.decode():
+        c = ord(ch)
+        out += b"\\x{%X}" % c if c <= 32 or c in (43, 61, 92, 127) else ch.encode()
+    return out
 
 
 def xtext(data):
@@ -193,22 +205,31 @@ def xtext(data):
 
 
 def authobject(mechanism, user, password):
-    """The SASL response function of CRAM-MD5 or XOAUTH2 (user, password: bytes)."""
+    """The SASL response function of CRAM-MD5, XOAUTH2 or OAUTHBEARER (user, password:
+    bytes; for the last two the password is the OAuth 2.0 access token)."""
     if mechanism == "CRAM-MD5":
         return lambda challenge: None if challenge is None else cram_md5(user, password, challenge)
     if mechanism == "XOAUTH2":
         # Google's and Microsoft's XOAUTH2: user=U ^A auth=Bearer T ^A ^A. An error challenge
         # (JSON) is answered empty, and the server then sends its 535.
-        sent = []
+        first, error = b"user=" + user, b""
+    elif mechanism == "OAUTHBEARER":
+        # RFC 7628 3.1: the GS2 header "n,a=U," (RFC 5801 4: "," and "=" in U as =2C, =3D),
+        # then ^A auth=Bearer T ^A ^A. An error challenge is answered with ^A (3.2.3).
+        first = b"n,a=" + user.replace(b"=", b"=3D").replace(b",", b"=2C") + b","
+        error = b"\x01"
+    else:
+        raise SMTPNotSupportedError("unknown AUTH mechanism %s" % mechanism)
+    first += b"\x01auth=Bearer " + password + b"\x01\x01"
+    sent = []
 
-        def xoauth2(challenge):
-            if challenge is not None and sent:
-                return b""
-            sent.append(1)
-            return b"user=" + user + b"\x01auth=Bearer " + password + b"\x01\x01"
+    def bearer(challenge):
+        if challenge is not None and sent:
+            return error
+        sent.append(1)
+        return first
 
-        return xoauth2
-    raise SMTPNotSupportedError("unknown AUTH mechanism %s" % mechanism)
+    return bearer
 
 
 def cram_md5(user, password, challenge):

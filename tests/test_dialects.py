@@ -2,9 +2,10 @@
 against aiosmtpd (the socket-free rules are in tests/test_session.py)."""
 
 import ast
+import sys
 import textwrap
 
-from harness import run_ok
+from harness import LIB, SHIM, run_ok
 
 PROLOGUE = """\
 import smtp_client as sc
@@ -72,3 +73,34 @@ def test_smtplib_habit_says_ehlo_once_inside_tls(runtime, mailserver, certs):
     """, host=srv.host, port=srv.port, ca=str(certs["ca.der"]))
     assert res == [250, 235, {}, True]
     assert [tls for _, tls in srv.ehlo_log] == [False, True, False, True], srv.ehlo_log
+
+
+def test_oauthbearer(runtime, mailserver, certs):
+    # RFC 7628 (Gmail offers it beside XOAUTH2): the token goes in the GS2-framed initial
+    # response; a refused token gets the JSON error challenge, answered with ^A (3.2.3),
+    # then 535, and the Client says QUIT.
+    srv = mailserver(tls="starttls", auth={"device": "tok3n"},
+                     mechanisms=["PLAIN", "OAUTHBEARER"])
+    res = results(runtime, """
+        ctx = sc.create_context(open({ca!r}, "rb").read())
+        for token in ("tok3n", "expired"):
+            c = sc.Client({host!r}, {port}, username="device", password=token, context=ctx,
+                          auth="oauthbearer", from_addr="a@example.com", timeout=10)
+            report(lambda: c.send("b@example.com", b"x").ok)
+    """, host=srv.host, port=srv.port, ca=str(certs["ca.der"]))
+    assert res[0] is True and res[1][0] == "SMTPAuthenticationError", res
+    assert srv.auth_log == [("OAUTHBEARER", "device", True), ("OAUTHBEARER", "device", False)]
+    assert len(srv.messages) == 1
+
+
+def test_orcpt_of_a_utf8_address_is_utf8_typed():
+    # RFC 6533 3: a UTF-8 address is named in ORCPT as "utf-8;" utf-8-addr-unitext (RFC
+    # 3461's "rfc822;" is for ASCII addresses); "+", "=", "\" become \x{HEX}.
+    for p in (str(LIB), str(SHIM)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import smtp_ext
+
+    assert smtp_ext.orcpt(b"a+b@x.test") == b"ORCPT=rfc822;a+2Bb@x.test"
+    assert smtp_ext.orcpt("jürgen+x@bü.test".encode()) == \
+        "ORCPT=utf-8;jürgen\\x{2B}x@bü.test".encode()

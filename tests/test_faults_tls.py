@@ -276,11 +276,13 @@ def test_auth_refused(runtime, reply, code):
 
 @pytest.mark.parametrize("code", [535, 454])
 def test_auth_refused_through_client(runtime, code):
-    # The refusal leaves the session in step: the Client says QUIT before it closes (RFC
-    # 5321 4.1.1.10), as smtplib's quit() would.
-    script = GREET + EHLO_AUTH + [("expect", b"AUTH "), ("send", b"%d no\r\n" % code),
-                                  ("expect", b"QUIT"), ("send", b"221 bye\r\n"),
-                                  ("wait_close",)]
+    # The Client names no mechanism: like smtplib's login() it tries each one offered
+    # (CRAM-MD5, PLAIN, LOGIN); every refusal leaves the session in step, so it then says
+    # QUIT before it closes (RFC 5321 4.1.1.10), as smtplib's quit() would.
+    refuse = [("send", b"%d no\r\n" % code)]
+    script = GREET + EHLO_AUTH + [("expect", b"AUTH CRAM-MD5")] + refuse + [
+        ("expect", b"AUTH PLAIN ")] + refuse + [("expect", b"AUTH LOGIN ")] + refuse + [
+        ("expect", b"QUIT"), ("send", b"221 bye\r\n"), ("wait_close",)]
     good = GREET + EHLO_AUTH + [("expect", b"AUTH "), ("send", b"235 ok\r\n")] + TAIL
     outs, srv = drive(runtime, [script, good], """
         c = sc.Client(HOST, PORT, username="device", password="s3cret", from_addr=FROM,
@@ -290,7 +292,7 @@ def test_auth_refused_through_client(runtime, code):
     """)
     o = outs[0]
     assert (o.exc, o.code, o.transient) == ("SMTPAuthenticationError", code, code == 454), o
-    assert len(srv.lines[0]) == 3  # EHLO, AUTH, QUIT: no MAIL
+    assert len(srv.lines[0]) == 5  # EHLO, 3 x AUTH, QUIT: no MAIL
     assert_second_mail(outs[1], srv)
     srv.check()
 

@@ -378,3 +378,40 @@ def test_addresses_as_people_write_them():
 def test_malformed_recipients_refused_before_sending(to):
     with pytest.raises(ValueError):
         sc.SendResult("a@x.test", [to], b"x")
+
+
+def test_login_tries_the_next_mechanism_after_a_refusal():
+    # smtplib's login(): a server that keeps hashed passwords offers CRAM-MD5 but refuses
+    # it (535); PLAIN then works.
+    w = opened(b"334 PDEyMzQ+\r\n535 5.7.8 no\r\n235 ok\r\n", "AUTH CRAM-MD5 PLAIN")
+    w.s._tls = True
+    w.run(w.s.do_login("u", "p")).done()
+    assert [f.split()[:2] for f in w.flights] == [[b"AUTH", b"CRAM-MD5"], [w.flights[1][:-2]],
+                                                 [b"AUTH", b"PLAIN"]]
+
+
+def test_login_does_not_go_on_after_421_or_a_named_mechanism():
+    w = opened(b"421 4.3.2 bye\r\n", "AUTH CRAM-MD5 PLAIN")
+    w.s._tls = True
+    with pytest.raises(sc.SMTPAuthenticationError):
+        w.run(w.s.do_login("u", "p"))
+    assert len(w.flights) == 1
+    w = opened(b"535 no\r\n", "AUTH PLAIN LOGIN")
+    w.s._tls = True
+    with pytest.raises(sc.SMTPAuthenticationError):
+        w.run(w.s.do_login("u", "p", "PLAIN"))
+    assert len(w.flights) == 1
+
+
+@pytest.mark.parametrize("body", [[b"caf\xc3\xa9\r\n"], [b"plain\r\n"]])
+def test_a_body_not_known_to_be_7bit_is_declared_8bit(body):
+    # RFC 6152 3: 8-bit content needs BODY=8BITMIME. A file or an iterable is not scanned
+    # ahead: when the server offers 8BITMIME it is declared (harmless for 7-bit text); an
+    # in-memory body is declared only when it has 8-bit bytes.
+    w = opened(b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n", "8BITMIME")
+    w.run(w.s.do_mails([sc.SendResult("a@x.test", ["b@x.test"], iter(body))])).done()
+    assert w.flights[0] == b"MAIL FROM:<a@x.test> BODY=8BITMIME\r\n"
+    w = opened(b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n", "8BITMIME")
+    w.run(w.s.do_mails([sc.SendResult("a@x.test", ["b@x.test"], body[0])])).done()
+    assert w.flights[0] == b"MAIL FROM:<a@x.test>" + (
+        b" BODY=8BITMIME" if body[0][3] > 127 else b"") + b"\r\n"

@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from certs import make_certs  # noqa: E402
 
 MECHANISMS = ("CRAM-MD5", "LOGIN", "PLAIN", "XOAUTH2")
+# Offered only when asked for (mechanisms=[..., "OAUTHBEARER"]): RFC 7628, the token as the
+# password, like XOAUTH2.
+OPTIONAL = ("OAUTHBEARER",)
 
 # aiosmtpd itself sets the deprecated Session.login_data on every successful AUTH and then
 # warns about it on stderr; the warning is about aiosmtpd's own code, so drop it.
@@ -163,6 +166,36 @@ class _Handler:
         return AuthResult(success=False, handled=False)  # aiosmtpd sends 535 5.7.8
 
 
+    async def auth_OAUTHBEARER(self, server, args):
+        # RFC 7628 3.1: base64("n,a=U," ^A "auth=Bearer T" ^A ^A). On failure (3.2.2): 334 +
+        # base64 JSON error, the client answers with a single ^A (3.2.3), then 535.
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False,
+                                  message="501 5.5.2 Can't decode base64")
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False)
+        gs2, _, rest = blob.partition(b"\x01")
+        fields = dict(p.split(b"=", 1) for p in rest.split(b"\x01") if b"=" in p)
+        user = next((f[2:] for f in gs2.split(b",") if f.startswith(b"a=")), b"")
+        user = user.replace(b"=2C", b",").replace(b"=3D", b"=")
+        password = self.owner.auth.get(_text(user))
+        ok = (gs2.startswith(b"n,") and password is not None
+              and hmac.compare_digest(fields.get(b"auth", b""), b"Bearer " + password.encode()))
+        if ok:
+            return self.owner._result("OAUTHBEARER", user, True)
+        self.owner._result("OAUTHBEARER", user, False)
+        error = json.dumps({"status": "invalid_token", "scope": "mail"}).encode()
+        if await server.challenge_auth(error) != b"\x01":
+            return AuthResult(success=False, handled=False,
+                              message="501 5.5.2 expected ^A after the error")
+        return AuthResult(success=False, handled=False)  # aiosmtpd sends 535 5.7.8
+
+
 class _Controller(Controller):
     """aiosmtpd's Controller, plus port 0.
 
@@ -256,14 +289,14 @@ class MailServer:
             offered = MECHANISMS if mechanisms is None else [m.upper() for m in mechanisms]
             kw.update(
                 authenticator=self._authenticate,
-                auth_exclude_mechanism=[m for m in MECHANISMS if m not in offered],
+                auth_exclude_mechanism=[m for m in MECHANISMS + OPTIONAL if m not in offered],
                 # aiosmtpd only counts STARTTLS as encryption (issues #274, #281): under
                 # implicit TLS it would hide AUTH and answer 538.
                 auth_require_tls=auth_require_tls and tls != "implicit",
             )
         else:
             # No mechanisms left: hide the keyword too, or aiosmtpd would send a bare "AUTH".
-            kw.update(auth_exclude_mechanism=list(MECHANISMS))
+            kw.update(auth_exclude_mechanism=list(MECHANISMS + OPTIONAL))
             self.ehlo_hide.add("AUTH")
         kw.update(smtp_kwargs)
         self._controller = _Controller(_Handler(self), hostname=host, port=port, **kw)
