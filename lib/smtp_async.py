@@ -91,7 +91,7 @@ class _Driver(sc.SMTP):
                 if op == _SYNC:
                     await self._sync()
                 elif op == _REGION:
-                    await self._write(self.src, 0, self.rj)
+                    await self._write(self.src, self.ri, self.rj)
                 else:
                     await self._starttls()
         except BaseException as ex:

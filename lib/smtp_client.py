@@ -73,6 +73,7 @@ _ACCEPTED = const(3)  # the server answered 250 to it
 _AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile server finite
 _REPLY_LINES = const(64)  # lines of a reply: real servers send < 20
 _BDAT_ROOM = const(24)  # room before a BDAT chunk for "BDAT <n> LAST" CRLF (RFC 3030 2)
+_STEP = const(4096)  # bytes written from the caller's buffer between progress calls
 
 SMTP_PORT = const(25)
 SUBMISSION_PORT = const(587)
@@ -234,7 +235,7 @@ class Session:
         self.exp = array("H", range(_RING))
         # Every attribute a mail sets, set now: the instance dict takes its final size here,
         # not by growing (and leaving the smaller table behind) in the middle of a mail.
-        self.code = self.chunks = self.rj = 0
+        self.code = self.chunks = self.ri = self.rj = 0
         self.text = b""
         self.lines = []
         self.mails = self.src = None
@@ -649,6 +650,7 @@ class Session:
         if body is None:
             return
         src = None
+        done = 0  # body bytes taken before src (the progress hook's count)
         while True:
             j = self.piece(body, src)
             if j < 0:
@@ -660,24 +662,18 @@ class Session:
                 # are encoded, so the end of data can share their write. Never cut between
                 # CR and LF: the encoder would see a bare LF.
                 s = j - 32 - (src[j - 33] == _CR)
-                if not self.resume(m, chunked, False):
-                    return
-                self.cut(i, s, piped, chunked)
-                yield _SYNC
-                self.rj = s
-                yield _REGION
-                self.bol = src[s - 1] == _LF
-                self.cut(i, 0, piped, chunked)
-                yield _SYNC
-                if not self.resume(m, chunked):
+                if not (yield from self.region(m, i, s, done, piped, chunked)):
                     return
             s = self.encode(src, s, j)
             while s < j:
                 self.cut(i, 0, piped, chunked)
+                self.tick(m, done + s)
                 yield _SYNC
                 if not self.resume(m, chunked):
                     return
                 s = self.encode(src, s, j)
+            done += j
+        self.tick(m, done)  # the whole body is taken: its last bytes go with the end of data
         if len(self.tx) - self.tx_len < 11:
             # Room for the end (CRLF, "." CRLF) and what may follow it in the same flight
             # without a check: the next mail's RSET, or QUIT.
@@ -692,6 +688,32 @@ class Session:
         if not piped:
             self.left = 0
             yield _SYNC
+
+    def region(self, m, i, s, done, piped, chunked):
+        """Write src[0:s], clean, straight from the caller's buffer; False when the mail
+        failed and its BDAT must stop. With a progress hook, in steps of _STEP bytes, each
+        followed by a call: a long write never starves a board's watchdog."""
+        if not self.resume(m, chunked, False):
+            return False
+        self.cut(i, s, piped, chunked)
+        yield _SYNC
+        self.rj = 0
+        while self.rj < s:
+            self.ri = self.rj
+            self.rj = min(s, self.ri + _STEP) if m.progress is not None else s
+            yield _REGION
+            self.tick(m, done + self.rj)
+        self.bol = self.src[s - 1] == _LF
+        self.cut(i, 0, piped, chunked)
+        yield _SYNC
+        return self.resume(m, chunked)
+
+    def tick(self, m, done):
+        """The progress hook of mail m: done body bytes of the total (None: not known)."""
+        if m.progress is not None:
+            body = m.body
+            t = type(body)  # (isinstance(body, (bytes, bytearray)) would build a tuple)
+            m.progress(done, len(body) if t is bytes or t is bytearray else None)
 
     def open_body(self, m, i, chunked):
         """Open the body: the first BDAT chunk, or after DATA's 354 (RFC 5321 4.1.1.4: the
@@ -947,6 +969,7 @@ class SendResult:
 
     rcpt_extra = None  # per-recipient parameters (DSN's NOTIFY, ORCPT: smtp_ext)
     options = None
+    progress = None  # progress=callable(sent_bytes, total or None), called per write
 
     @property
     def enhanced(self):
@@ -971,7 +994,11 @@ class SendResult:
                 opts.append(_b(_check_text(o, "mail or rcpt option")))
         self.mopts = mopts
         self.ropts = ropts or ()
-        if options:
+        if options and "progress" in options:
+            p = self.progress = options["progress"]
+            if p is not None and not callable(p):
+                raise TypeError("progress must be callable(sent_bytes, total)")
+        if options and len(options) > ("progress" in options):  # DSN, REQUIRETLS: smtp_ext
             import smtp_ext
 
             smtp_ext.check_options(options)
@@ -1435,7 +1462,7 @@ class SMTP(Session):
                 if op == _SYNC:
                     self._sync()
                 elif op == _REGION:
-                    self._write(self.src, 0, self.rj)
+                    self._write(self.src, self.ri, self.rj - self.ri)
                 else:
                     self._check(True)
                     if _MPY:

@@ -141,9 +141,9 @@ def check_options(options):
     """Check the keywords and their syntax before anything is sent: a space, "=" or
     non-ASCII byte would add ESMTP parameters of the caller's choosing."""
     for key, value in options.items():
-        if key not in ("notify", "ret", "envid", "requiretls"):
+        if key not in ("notify", "ret", "envid", "requiretls", "progress"):
             raise TypeError("unknown option %s" % key)
-        if value is None or key == "requiretls":
+        if value is None or key in ("requiretls", "progress"):
             continue
         v = sc._b(sc._check_text(value, key)).upper()
         if key == "notify":

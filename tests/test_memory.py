@@ -376,7 +376,7 @@ TRANSACTION = """
                 if op == 1:
                     s._sync()
                 else:
-                    s._write(s.src, 0, s.rj)
+                    s._write(s.src, s.ri, s.rj - s.ri)
         except MemoryError:
             return "ALLOC"
         finally:

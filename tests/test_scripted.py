@@ -105,11 +105,15 @@ def test_wait_close_bounded_when_client_stays():
 
 def test_reset():
     with ScriptedServer([("reset",)]) as srv:
-        s = _connect(srv)
+        try:
+            s = _connect(srv)
+        except ConnectionResetError:
+            s = None  # on a loaded machine the RST can come back before connect() returns
         assert srv.join(5)
-        with pytest.raises(ConnectionResetError):
-            s.recv(10)
-        s.close()
+        if s is not None:
+            with pytest.raises(ConnectionResetError):
+                s.recv(10)
+            s.close()
     srv.check()
 
 

@@ -45,7 +45,7 @@ class Wire:
                 while s.out > s.left:
                     s.take(self.reply())
             elif op == REGION:
-                self.flights.append(bytes(s.src[: s.rj]))
+                self.flights.append(bytes(s.src[s.ri : s.rj]))
             else:
                 assert op == TLS and s.rx_pos == s.rx_end  # nothing after the 220
                 self.flights.append("TLS")
