@@ -232,7 +232,8 @@ class AsyncClient(sc.Client):
                 await s.run(s.do_command())  # the greeting
                 if s.code != 220:
                     raise SMTPConnectError(s.code, s.text)
-                await s.run(s.do_client(self, mails))
+                await s.run(s.do_client(self))
+                await s.run(s.do_mails(mails, True))
                 s.conclude(mails)
             except Exception as ex:
                 s.failed(ex)

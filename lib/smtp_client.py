@@ -649,12 +649,9 @@ class Session:
         body = self.open_body(m, i, chunked)
         if body is None:
             return
-        src = None
         done = 0  # body bytes taken before src (the progress hook's count)
-        while True:
-            j = self.piece(body, src)
-            if j < 0:
-                break
+        j = self.piece(body, None)
+        while j >= 0:
             src = self.src
             s = 0
             if j > len(self.tx) and self.clean(src, 0, j):
@@ -662,7 +659,17 @@ class Session:
                 # are encoded, so the end of data can share their write. Never cut between
                 # CR and LF: the encoder would see a bare LF.
                 s = j - 32 - (src[j - 33] == _CR)
-                if not (yield from self.region(m, i, s, done, piped, chunked)):
+                if not self.resume(m, chunked, False):
+                    return
+                self.cut(i, s, piped, chunked)
+                yield _SYNC
+                self.rj = 0
+                while self.step(m, s, done):
+                    yield _REGION
+                self.bol = src[s - 1] == _LF
+                self.cut(i, 0, piped, chunked)
+                yield _SYNC
+                if not self.resume(m, chunked):
                     return
             s = self.encode(src, s, j)
             while s < j:
@@ -673,6 +680,7 @@ class Session:
                     return
                 s = self.encode(src, s, j)
             done += j
+            j = self.piece(body, src)
         self.tick(m, done)  # the whole body is taken: its last bytes go with the end of data
         if len(self.tx) - self.tx_len < 11:
             # Room for the end (CRLF, "." CRLF) and what may follow it in the same flight
@@ -681,32 +689,22 @@ class Session:
             yield _SYNC
             if not self.resume(m, chunked):
                 return
-        self.body_end(chunked)
-        if self.chunks >= 0:  # (a single announced chunk expects its reply already)
-            self.expect(_X_END, i)
-        m.stage = _ENDED
+        self.body_end(chunked, m, i)
         if not piped:
             self.left = 0
             yield _SYNC
 
-    def region(self, m, i, s, done, piped, chunked):
-        """Write src[0:s], clean, straight from the caller's buffer; False when the mail
-        failed and its BDAT must stop. With a progress hook, in steps of _STEP bytes, each
-        followed by a call: a long write never starves a board's watchdog."""
-        if not self.resume(m, chunked, False):
-            return False
-        self.cut(i, s, piped, chunked)
-        yield _SYNC
-        self.rj = 0
-        while self.rj < s:
-            self.ri = self.rj
-            self.rj = min(s, self.ri + _STEP) if m.progress is not None else s
-            yield _REGION
+    def step(self, m, s, done):
+        """The next part of src[0:s] to write straight from the caller's buffer, as
+        src[ri:rj]; False when it is all written. With a progress hook, steps of _STEP
+        bytes, each followed by a call: a long write never starves a board's watchdog."""
+        if self.rj:
             self.tick(m, done + self.rj)
-        self.bol = self.src[s - 1] == _LF
-        self.cut(i, 0, piped, chunked)
-        yield _SYNC
-        return self.resume(m, chunked)
+        if self.rj >= s:
+            return False
+        self.ri = self.rj
+        self.rj = min(s, self.ri + _STEP) if m.progress is not None else s
+        return True
 
     def tick(self, m, done):
         """The progress hook of mail m: done body bytes of the total (None: not known)."""
@@ -790,9 +788,10 @@ class Session:
                 self.tx_len = self.chunk_at
         return True
 
-    def body_end(self, chunked):
+    def body_end(self, chunked, m=None, i=0):
         """Close an open last line (RFC 5321 2.3.8: the message ends with CRLF), then "."
-        CRLF (RFC 5321 4.1.1.4) or the LAST chunk (RFC 3030 2)."""
+        CRLF (RFC 5321 4.1.1.4) or the LAST chunk (RFC 3030 2): the end of data of mail m,
+        the i-th (none: the encoder alone, as tests/test_memory.py drives it)."""
         self.src = None  # (the body is complete: no reference to the caller's data)
         if self.cr or not self.bol:
             self.put(_CRLF)
@@ -800,6 +799,10 @@ class Session:
             self.put(b".\r\n")
         elif self.chunk_at >= 0:
             self.frame(True)
+        if m is not None:
+            if self.chunks >= 0:  # (a single announced chunk expects its reply already)
+                self.expect(_X_END, i)
+            m.stage = _ENDED
 
     def frame(self, last):
         """Write "BDAT <n> [LAST]" right before the chunk's data (RFC 3030 2: exactly n
@@ -890,10 +893,11 @@ class Session:
 
     # ----- the NetX Duo sequence (nx_smtp_mail_send): one connection, one or more mails
 
-    def do_client(self, c, mails):
+    def do_client(self, c):
         """After the greeting: EHLO (HELO), STARTTLS as `c.tls` asks (RFC 3207 4: required,
-        so a stripped STARTTLS stops before anything private is sent), AUTH, the mails and
-        QUIT in the last flight."""
+        so a stripped STARTTLS stops before anything private is sent), AUTH. The driver then
+        runs do_mails(mails, True): the mails and QUIT in the last flight (a generator
+        apart, so this one is gone while the bodies go out)."""
         yield from self.do_hello(self.local_name())
         if c.tls == "starttls":
             if not self.caps & _STARTTLS:
@@ -907,7 +911,6 @@ class Session:
             # the caller named is tried even when the EHLO lists none.
             yield from self.do_login(c.username, c.password,
                                   None if c.auth == "auto" else c.auth.upper())
-        yield from self.do_mails(mails, True)
 
     def local_name(self):
         # RFC 5321 4.1.3 / 4.1.4: without a host name, an address literal of this host.
@@ -1599,8 +1602,9 @@ class SMTP(Session):
         if client is None:
             self.ehlo_or_helo_if_needed()
         try:
-            self._run(self.do_mails(mails, quit) if client is None
-                      else self.do_client(client, mails))
+            if client is not None:
+                self._run(self.do_client(client))
+            self._run(self.do_mails(mails, quit))
             self.conclude(mails)
         except Exception as ex:
             if quit and self.mails is None and self._io is not None:

@@ -454,7 +454,7 @@ INJECT = {
     "Session.rx_view": (r"^    def rx_view\(self\):$", "parse"),
     "Session.take": (r"^    def take\(self, code\):$", "parse"),
     "Session.encode": (r"^    def encode\(self, src, i, j\):$", "encode"),
-    "Session.body_end": (r"^    def body_end\(self, chunked\):$", "encode"),
+    "Session.body_end": (r"^    def body_end\(self, chunked, m=None, i=0\):$", "encode"),
     "Session.clean": (r"^    def clean\(self, src, i, j\):$", "clean"),
     "_Io.readinto": (r"^    def readinto\(self, buf, deadline\):$", "noop"),
     "SMTP._reply": (r"^    def _reply\(self\):$", "noop"),

@@ -10,7 +10,7 @@ SMTP_PORT = 465  # 465: implicit TLS; 587: STARTTLS; 25: a local relay
 SMTP_TLS = "implicit"  # "implicit" (465), "starttls" (587) or "none" (a relay on your LAN)
 SMTP_AUTH = "auto"  # "auto", "plain", "login", "xoauth2" (password = OAuth2 token), "none"
 SMTP_USER = "device@gmail.com"
-SMTP_PASSWORD = "abcd efgh ijkl mnop"  # Gmail: an app password, not the account password
+SMTP_PASSWORD = "abcdefghijklmnop"  # Gmail: an app password (type it without its spaces)
 
 MAIL_FROM = "device@gmail.com"
 MAIL_TO = ["me@example.com"]

@@ -46,9 +46,11 @@ def main():
     try:
         import smtp_message  # noqa: F401  optional: adds Date, Message-ID, MIME headers
     except ImportError:
+        # RFC 5322 3.6: From and Date are required; providers refuse mail without them.
         result = client.send(config.MAIL_TO, (
-            "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\n%s"
-            % (config.MAIL_FROM, ", ".join(config.MAIL_TO), subject, body)).encode())
+            "From: %s\r\nTo: %s\r\nDate: %s\r\nSubject: %s\r\n\r\n%s"
+            % (config.MAIL_FROM, ", ".join(config.MAIL_TO), netup.mail_date(), subject,
+               body)).encode())
     else:
         result = client.send_mail(config.MAIL_TO, subject, body)
     print("sent; refused:", result.refused)  # {}: every recipient took it

@@ -104,3 +104,11 @@ def ntp_sync(host="pool.ntp.org", *, retries=3, timeout=2):
         err = "clock still reads %d" % time.gmtime()[0]
     raise NtpError("NTP via %s failed after %d tries: %r (UDP port 123 blocked?)"
                    % (host, retries, err))
+
+
+def mail_date():
+    """Now (the RTC in UTC, as ntp_sync sets it) as an RFC 5322 3.3 date-time for a Date:
+    header, e.g. "3 Dec 2026 21:04:00 +0000" (the weekday is optional there)."""
+    y, mo, d, h, mi, s = time.gmtime()[:6]
+    return "%d %s %d %02d:%02d:%02d +0000" % (
+        d, "JanFebMarAprMayJunJulAugSepOctNovDec"[3 * mo - 3 : 3 * mo], y, h, mi, s)
