@@ -102,7 +102,7 @@ class SMTP(sc.SMTP):
     def connect(self, host="localhost", port=0, source_address=None):
         """Connect and read the greeting: (code, msg). A greeting that breaks the protocol
         raises SMTPConnectError with code -1."""
-        if not self.timeout:
+        if not self.timeout or self.timeout < 0:
             raise ValueError("timeout must be seconds > 0 (every wait has a deadline)")
         if not port and host.count(":") == 1 and not host.partition(":")[2].isdigit():
             raise OSError("nonnumeric port")
