@@ -99,13 +99,20 @@ def test_cpython_suite_threshold_fails_the_run():
 # STARTTLS + login + sendmail, smtplib's most common shape. The context is MicroPython's
 # ssl module (CPython's takes the same calls): the CA in DER, verification required.
 STARTTLS_PROGRAM = """\
-import smtplib, ssl, sys
+import smtplib, smtp_client, ssl, sys
 host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print("same classes", smtplib.SMTPSenderRefused is smtp_client.SMTPSenderRefused,
+      issubclass(smtplib.SMTP, smtp_client.SMTP), issubclass(smtplib.SMTPException, OSError))
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.verify_mode = ssl.CERT_REQUIRED
 ctx.load_verify_locations(cadata=open(ca, "rb").read())
 msg = ("From: dev@example.com\\r\\nTo: a@example.com\\r\\nSubject: smtplib on a board\\r\\n"
        "\\r\\nhello\\r\\n.a line with a leading dot\\r\\n")
+with smtplib.SMTP(host, port, timeout=10) as s:
+    try:
+        s.sendmail("dev@example.com", "a@example.com", msg)  # the server wants STARTTLS first
+    except smtplib.SMTPSenderRefused as e:
+        print("sender refused", e.smtp_code, e.sender, e.permanent)
 with smtplib.SMTP(host, port, timeout=10) as s:
     code, _ = s.ehlo()
     print("ehlo", code, s.does_esmtp, s.has_extn("starttls"), "auth" in s.esmtp_features)
@@ -130,6 +137,8 @@ def test_starttls_login_sendmail(runtime, mailserver, certs):
     out = run_ok(STARTTLS_PROGRAM, runtime=runtime,
                  args=(srv.host, srv.port, certs["ca.der"])).splitlines()
     assert out == [
+        "same classes True True True",
+        "sender refused 530 dev@example.com True",
         "ehlo 250 True True False",  # AUTH is only offered after STARTTLS
         "starttls 220",
         "auth CRAM-MD5 LOGIN PLAIN XOAUTH2",
