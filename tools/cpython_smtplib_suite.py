@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Run CPython's own smtplib test suite against lib/smtplib.py.
 
-    python tools/cpython_smtplib_suite.py [--threshold N] [--core] [--strict-auth] [-v]
+    python tools/cpython_smtplib_suite.py [--threshold N] [--core] [--bare] [--strict-auth] [-v]
 
 The local CPython's `test/test_smtplib.py` (with its `test.support`, `mock_socket` and
 `smtpd` helpers) is imported with `sys.modules["smtplib"]` set to this repository's
@@ -17,7 +17,9 @@ What the runner adapts, and says so when it runs (the test bodies are unchanged)
   gets the `recv_into` a real socket has (the core reads with it).
 
 --core measures the core alone as smtplib (`smtp_client`, with `LMTP = SMTP` and
-`_MAXLINE = 8192` stood in, since the suite refers to them when it is imported).
+`_MAXLINE = 8192` stood in, since the suite refers to them when it is imported); --bare
+leaves the sockets alone (the mock-socket tests then fail). Measured on CPython 3.11.7:
+the core alone 19 of 82 bare, 31 of 82 adapted; lib/smtplib.py 75 of 82.
 """
 
 import argparse
@@ -117,10 +119,14 @@ def run(core=False, strict_auth=False, verbose=False, bare=False):
         mock_socket.MockSocket.recv_into = _recv_into
         notes.append("smtplib.socket forwarded to smtp_client.socket; mock_socket.MockSocket "
                      "given recv_into")
-    import test.test_smtplib as suite
-
+    try:
+        import test.test_smtplib as suite
+    except ImportError as e:  # a CPython without its test package (Debian's python3-minimal)
+        print(f"cpython_smtplib_suite: cannot import test.test_smtplib: {e}", file=sys.stderr)
+        raise SystemExit(2)
     if sys.modules["smtplib"] is not mod or suite.smtplib is not mod:
-        raise SystemExit("the suite did not import our smtplib")
+        print("cpython_smtplib_suite: the suite did not import our smtplib", file=sys.stderr)
+        raise SystemExit(2)
     tests = unittest.defaultTestLoader.loadTestsFromModule(suite)
     result = _Result()
     t0 = time.monotonic()
