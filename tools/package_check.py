@@ -10,17 +10,20 @@
   The modules that ship with the core (CORE, CPYTHON_ONLY) carry the core's version: if one
   defines `__version__`, it must be the core's.
 - files: every lib/*.py is in exactly one of CORE (installed wherever smtp_client is),
-  CPYTHON_ONLY (the pip wheel only; MicroPython never loads it) or COMPANIONS (opt-in).
+  CPYTHON_ONLY (the pip wheel only; MicroPython never loads it), COMPANIONS (opt-in) or
+  MICROPYTHON_ONLY (a mip package of its own, never in the wheel).
   - mip: package.json installs CORE; each companion's NAME.json installs the companion and
-    CORE; every "urls" entry points at a file that exists, under the module's own name.
+    CORE; so does each MICROPYTHON_ONLY module's package file; every "urls" entry points
+    at a file that exists, under the module's own name.
   - manifests: the root manifest.py starts with metadata(); it and every boards/*/manifest.py
     are run with MicroPython's manifest functions stood in for, and every module()/include()
     they name must exist. `$(PORT_DIR)`/`$(MPY_DIR)` paths are MicroPython's own and only
     recorded (a build from a MicroPython checkout resolves them). The root manifest freezes
     CORE by default and each companion under its option; no manifest freezes CPYTHON_ONLY,
     and one that freezes smtp_client freezes all of CORE.
-  - pyproject.toml: py-modules lists every lib/*.py (the wheel is for CPython: it needs
-    CPYTHON_ONLY as well as CORE and the companions).
+  - pyproject.toml: py-modules lists every lib/*.py but MICROPYTHON_ONLY (the wheel is for
+    CPython: it needs CPYTHON_ONLY as well as CORE and the companions, and must not shadow
+    a standard library module such as smtplib).
   tools/deploy takes its module lists from here (CORE by default, `--with` COMPANIONS).
 - asserts: no `assert` in lib/*.py: `mpy-cross -O3` (make mpy) strips them, so an assert
   that carries protocol logic would vanish from the .mpy a board runs.
@@ -47,13 +50,22 @@ COMPANIONS = {  # module -> (mip package file, root manifest.py option, deploy -
     "smtp_outbox": ("smtp_outbox.json", "outbox", "outbox"),
     "smtp_async": ("smtp_async.json", "asyncio", "async"),
 }
+# CPython's smtplib surface for MicroPython (lib/smtplib.py): opt-in through its own mip
+# package (with the core). Never in the pip wheel: CPython has its own smtplib, which a module
+# of that name would shadow.
+MICROPYTHON_ONLY = {"smtplib": "smtplib.json"}  # module -> mip package file
 PACKAGES = {"package.json": "smtp_client"}  # mip package file -> its module (__version__)
 PACKAGES.update({pkg: mod for mod, (pkg, _, _) in COMPANIONS.items()})
+PACKAGES.update({pkg: mod for mod, pkg in MICROPYTHON_ONLY.items()})
 
 
 def module_version(name):
-    """__version__ of lib/NAME.py, read without importing (as setuptools does)."""
-    tree = ast.parse((LIB / (name + ".py")).read_text())
+    """__version__ of lib/NAME.py, read without importing (as setuptools does); None when
+    the file or the assignment is missing (check_modules names a missing file)."""
+    path = LIB / (name + ".py")
+    if not path.is_file():
+        return None
+    tree = ast.parse(path.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
@@ -135,13 +147,15 @@ def check_modules():
     """Every lib module is packaged as exactly one kind, and every listed one exists."""
     kinds = [("CORE", m) for m in CORE] + [("CPYTHON_ONLY", m) for m in CPYTHON_ONLY]
     kinds += [("COMPANIONS", m) for m in COMPANIONS]
+    kinds += [("MICROPYTHON_ONLY", m) for m in MICROPYTHON_ONLY]
     errors = [f"package_check.py: {kind} names {m}, but lib/{m}.py does not exist"
               for kind, m in kinds if not (LIB / (m + ".py")).is_file()]
     listed = [m for _, m in kinds]
     for m in lib_modules():
         if m not in listed:
-            errors.append(f"lib/{m}.py is in no package: add it to CORE, CPYTHON_ONLY or "
-                          f"COMPANIONS in tools/package_check.py, then to the package files")
+            errors.append(f"lib/{m}.py is in no package: add it to CORE, CPYTHON_ONLY, "
+                          f"COMPANIONS or MICROPYTHON_ONLY in tools/package_check.py, then to "
+                          f"the package files")
         elif listed.count(m) > 1:
             errors.append(f"package_check.py: lib/{m}.py is listed as more than one kind")
     return errors
@@ -192,7 +206,7 @@ def check_mip():
                 errors.append(f"{pkg}: {url} does not exist")
             elif target != src.name:  # flat: the module imports by its own name
                 errors.append(f"{pkg}: {url} installed as {target}")
-        want = _names(CORE + ((mod,) if mod in COMPANIONS else ()))
+        want = _names(CORE + ((mod,) if mod in COMPANIONS or mod in MICROPYTHON_ONLY else ()))
         got = mip_files(pkg)
         if got != want:
             errors.append(f"{pkg}: installs {', '.join(got) or 'nothing'}; "
@@ -257,10 +271,11 @@ def wheel_modules():
 
 
 def check_pyproject():
-    got, want = wheel_modules(), lib_modules()
+    got = wheel_modules()
+    want = [m for m in lib_modules() if m not in MICROPYTHON_ONLY]
     if got != want:
         return [f"pyproject.toml: py-modules is {', '.join(got) or 'empty'}; the wheel must "
-                f"carry every lib/*.py: {', '.join(want)}"]
+                f"carry every lib/*.py but {', '.join(MICROPYTHON_ONLY)}: {', '.join(want)}"]
     return []
 
 
