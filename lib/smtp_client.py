@@ -517,8 +517,9 @@ class Session:
         the initial response), or authobject is the list of responses in order, the first
         one the initial response. Credentials only over TLS unless `plain_ok`."""
         if not (self._tls or self.plain_ok):
-            raise SMTPNotSupportedError("credentials need TLS: tls='starttls' or 'implicit' "
-                                        "(allow_plaintext_auth=True sends them readable)")
+            raise SMTPNotSupportedError("credentials need TLS first (a Client: tls='starttls' "
+                                        "or 'implicit'); allow_plaintext_auth=True sends "
+                                        "them readable")
         said = authobject if isinstance(authobject, list) else None
         arg = None
         if initial_response_ok:
@@ -623,7 +624,7 @@ class Session:
                         break  # MAIL refused: no RCPT
             if not piped and (m.error is not None or len(m.refused) == n):
                 continue
-            for op in self.data(m, i, piped, chunked):
+            for op in self.do_data(m, i, piped, chunked):
                 yield op
         if quit:
             self.queue(b"QUIT", None, _X_QUIT)  # (room: see data())
@@ -632,7 +633,7 @@ class Session:
         if not quit and prev is not None and prev.stage != _ACCEPTED:
             yield from self.do_command(b"RSET")  # RFC 5321 4.1.1.5: the session stays usable
 
-    def data(self, m, i, piped, chunked):
+    def do_data(self, m, i, piped, chunked):
         """The body of mail i: DATA (dot-stuffed, RFC 5321 4.1.1.4) after 354, or BDAT
         chunks of tx's size, the last marked LAST (RFC 3030 2)."""
         self.chunks = 0  # BDAT chunks of this mail before LAST

@@ -150,7 +150,8 @@ class Io:
         ms = sc._left(deadline)
         if ms <= 0:
             raise SMTPTimeoutError("timed out")
-        self.sock.settimeout(ms / 1000)
+        # timeout=None (the session's 2**29 ms): a blocking socket, as smtplib leaves it.
+        self.sock.settimeout(None if ms > 1 << 28 else ms / 1000)
 
     def readinto(self, buf, deadline):
         if self.early:

@@ -22,7 +22,7 @@ Stricter than CPython's, by design:
 - Credentials never go out over plain TCP unless the program opts in:
   login(..., allow_plaintext_auth=True), the same keyword of auth(), or the attribute
   `allow_plaintext_auth = True` on the object (or on the class, for a whole program).
-- timeout is seconds > 0: every wait has a deadline (None and 0 raise ValueError).
+- timeout is seconds > 0, or None (no deadline, as in CPython); 0 raises ValueError.
 """
 
 from micropython import const
@@ -102,8 +102,8 @@ class SMTP(sc.SMTP):
     def connect(self, host="localhost", port=0, source_address=None):
         """Connect and read the greeting: (code, msg). A greeting that breaks the protocol
         raises SMTPConnectError with code -1."""
-        if not self.timeout or self.timeout < 0:
-            raise ValueError("timeout must be seconds > 0 (every wait has a deadline)")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be seconds > 0, or None (no deadline)")
         if not port and host.count(":") == 1 and not host.partition(":")[2].isdigit():
             raise OSError("nonnumeric port")
         if self.debuglevel:
@@ -216,12 +216,10 @@ class SMTP(sc.SMTP):
             self._rcpts.append(recip)
         return reply
 
-    def data(self, msg, *core):
+    def data(self, msg):
         """DATA, then msg (bytes, str, a file or an iterable of bytes) with CRLF line ends
         and dot-stuffing, then "." CRLF (RFC 5321 4.1.1.4); returns the reply (code, msg).
         SMTPDataError when DATA is not answered 354."""
-        if core:  # the core's own data(mail, i, piped, chunked): its body generator
-            return sc.SMTP.data(self, msg, *core)
         code, text = self.docmd("DATA")
         if code != 354:
             raise SMTPDataError(code, text)
@@ -406,13 +404,11 @@ class LMTP(SMTP):
         # RFC 2033 4.1: LHLO where SMTP says EHLO (after STARTTLS as well).
         return SMTP.do_command(self, b"LHLO" if verb == b"EHLO" else verb, arg)
 
-    def data(self, msg, *core):
+    def data(self, msg):
         """The data, then one reply per recipient rcpt() accepted since mail(), in their
         order (RFC 2033 4.2). Returns the first reply other than 250, else the last;
         `data_refused` maps each recipient not delivered to its reply."""
-        reply = SMTP.data(self, msg, *core)
-        if core:
-            return reply
+        reply = SMTP.data(self, msg)
         refused = self.data_refused = {}
         rcpts = self._rcpts or ()
         first = None

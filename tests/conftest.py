@@ -20,6 +20,11 @@ Fixtures:
 
 import os
 
+# The standard library's smtplib, imported before a test module puts lib/ (where
+# lib/smtplib.py, the MicroPython one, lives) at the front of sys.path: test_infra and
+# test_postfix_infra check the servers with CPython's own.
+import smtplib  # noqa: F401
+
 import pytest
 
 from certs import make_certs

@@ -24,16 +24,13 @@ import package_check
 from harness import MICROPYTHON, ROOT, run, run_ok
 
 USERS = {"device": "s3cret"}
-THRESHOLD = 74
+THRESHOLD = 76  # 78 of 82 today; the timeout tests in MAY_DIFFER can cost 2
 # The tests of CPython's suite that lib/smtplib.py fails, each for a reason the README's
 # "Differences to CPython smtplib" gives (a stricter default, or a core behaviour).
 KNOWN = {
-    "SMTPGeneralTests.testTimeoutNone",  # timeout=None: every wait has a deadline
-    "LMTPGeneralTests.testTimeoutNone",
     "LMTPGeneralTests.testUnixDomainSocketTimeoutDefault",  # LMTP over TCP only
     "DebuggingServerTests.test_issue43124_escape_localhostname",  # refused at SMTP()
     "SMTPSimTests.testAUTH_BUGGY",  # SMTPAuthenticationError(535), not the loop message
-    "SMTPSimTests.test_421_from_rcpt_cmd",  # 421: every recipient is refused, not one
     "SMTPSimTests.test_send_unicode_without_SMTPUTF8",  # SMTPNotSupportedError
 }
 # These compare sock.gettimeout() with `timeout`; the core sets the time left to each
@@ -77,7 +74,6 @@ def test_cpython_suite_passes():
     assert "plaintext AUTH opted in" in r.stdout and "forwarded" in r.stdout
     # Every failure is a known difference: a new one is a regression.
     assert set(failed) <= KNOWN | MAY_DIFFER, r.stdout
-    assert "timeout must be seconds > 0" in failed["SMTPGeneralTests.testTimeoutNone"]
 
 
 def test_cpython_suite_without_the_plaintext_opt_in():
@@ -232,9 +228,10 @@ s.allow_plaintext_auth = True
 s.user, s.password = "device", "s3cret"
 print("plaintext auth", s.auth("login", s.auth_login, initial_response_ok=False)[0])
 s.quit()
-for bad in (None, 0):
+for bad in (None, 0):  # None: no deadline, as in CPython; 0 is refused
     try:
-        smtplib.SMTP(host, plain_port, timeout=bad)
+        smtplib.SMTP(host, plain_port, timeout=bad).quit()
+        print("timeout", bad, "ok")
     except ValueError as e:
         print("timeout", bad, str(e))
 print("quote", smtplib.quoteaddr("Dev <dev@example.com>"), repr(smtplib.quotedata(".a\\nb\\r.c")))
@@ -252,8 +249,8 @@ def test_smtp_ssl_and_the_safe_defaults(runtime, mailserver, certs):
         "ssl sendmail {}",
         "plaintext refused True",
         "plaintext auth 235",
-        "timeout None timeout must be seconds > 0 (every wait has a deadline)",
-        "timeout 0 timeout must be seconds > 0 (every wait has a deadline)",
+        "timeout None ok",
+        "timeout 0 timeout must be seconds > 0, or None (no deadline)",
         "quote <dev@example.com> '..a\\r\\nb\\r\\n..c'",
     ]
     assert [m.tls for m in ssl_srv.messages] == [True]
@@ -384,8 +381,10 @@ def test_mip_installs_smtplib(tmp_path):
         "smtp_client.py", "smtp_ext.py", "smtplib.py"]
 
 
-# What `import smtplib` may add to `import smtp_client` on the unix port (64-bit), .mpy.
-IMPORT_BUDGET = 10 * 1024
+# What `import smtplib` may add to `import smtp_client` on the unix port (64-bit), .mpy:
+# about 9.5 KB of its own, plus a new qstr pool when its ~70 names overflow the pools the
+# core filled (MicroPython doubles a full pool: ~4 KB at once, whichever import hits it).
+IMPORT_BUDGET = 14 * 1024
 
 
 def test_import_ram(tmp_path):
