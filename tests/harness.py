@@ -18,6 +18,7 @@ Note: this unix port prints an uncaught exception's traceback on stdout, not std
 writes to sys.stderr do go to stderr): look for errors in `p.stdout + p.stderr`.
 """
 
+import ast
 import os
 import shutil
 import socket
@@ -92,6 +93,26 @@ def run(source, *, runtime="micropython", heapsize=None, timeout=60, args=()):
                 f"{runtime} snippet timed out after {timeout} s\n"
                 f"--- stdout ---\n{_text(e.stdout)}\n--- stderr ---\n{_text(e.stderr)}"
             ) from None
+
+
+# A prologue for snippets that print results as "R <repr>" lines (tests/test_dialects.py,
+# tests/test_first_minutes.py): report(f) prints f()'s value or its exception.
+REPORT = """\
+import smtp_client as sc
+
+def report(f):
+    try:
+        r = f()
+    except Exception as e:
+        r = (type(e).__name__, str(e))
+    print("R", repr(r))
+"""
+
+
+def results(runtime, code, **fmt):
+    """REPORT + the dedented code (formatted with fmt) under runtime: its R values."""
+    out = run_ok(REPORT + textwrap.dedent(code).format(**fmt), runtime=runtime, timeout=60)
+    return [ast.literal_eval(line[2:]) for line in out.splitlines() if line.startswith("R ")]
 
 
 def run_ok(source, **kw):

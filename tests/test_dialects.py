@@ -1,27 +1,9 @@
 """Issue 11: the forms smtplib programs and real servers use, end to end on both runtimes
 against aiosmtpd (the socket-free rules are in tests/test_session.py)."""
 
-import ast
 import sys
-import textwrap
 
-from harness import LIB, SHIM, run_ok
-
-PROLOGUE = """\
-import smtp_client as sc
-
-def report(f):
-    try:
-        r = f()
-    except Exception as e:
-        r = (type(e).__name__, str(e))
-    print("R", repr(r))
-"""
-
-
-def results(runtime, code, **fmt):
-    out = run_ok(PROLOGUE + textwrap.dedent(code).format(**fmt), runtime=runtime, timeout=60)
-    return [ast.literal_eval(line[2:]) for line in out.splitlines() if line.startswith("R ")]
+from harness import LIB, SHIM, results
 
 
 def test_timeout_none_means_no_deadline(runtime, mailserver):

@@ -4,26 +4,8 @@ Port 465 with the default `tls` (implicit TLS, as RFC 8314 3.3 has it), errors t
 keyword that fixes them, and the Client trace. Every snippet runs on the unix port and CPython.
 """
 
-import ast
-import textwrap
 
-from harness import run_ok
-
-PROLOGUE = """\
-import smtp_client as sc
-
-def report(f):
-    try:
-        r = f()
-    except Exception as e:
-        r = (type(e).__name__, str(e))
-    print("R", repr(r))
-"""
-
-
-def results(runtime, code, **fmt):
-    out = run_ok(PROLOGUE + textwrap.dedent(code).format(**fmt), runtime=runtime, timeout=60)
-    return [ast.literal_eval(line[2:]) for line in out.splitlines() if line.startswith("R ")]
+from harness import results
 
 
 def test_port_465_means_implicit_tls(runtime):

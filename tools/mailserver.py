@@ -143,16 +143,9 @@ class _Handler:
         # Google/Microsoft convention: base64("user=U\x01auth=Bearer T\x01\x01"), usually as the
         # initial response. On failure: 334 + base64 JSON error, the client sends an empty line,
         # then 535.
-        if len(args) > 1:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return AuthResult(success=False, handled=False,
-                                  message="501 5.5.2 Can't decode base64")
-        else:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False)
+        blob = await _response(server, args)
+        if isinstance(blob, AuthResult):
+            return blob
         fields = dict(p.split(b"=", 1) for p in blob.split(b"\x01") if b"=" in p)
         user = fields.get(b"user", b"")
         token = fields.get(b"auth", b"")
@@ -169,16 +162,9 @@ class _Handler:
     async def auth_OAUTHBEARER(self, server, args):
         # RFC 7628 3.1: base64("n,a=U," ^A "auth=Bearer T" ^A ^A). On failure (3.2.2): 334 +
         # base64 JSON error, the client answers with a single ^A (3.2.3), then 535.
-        if len(args) > 1:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                return AuthResult(success=False, handled=False,
-                                  message="501 5.5.2 Can't decode base64")
-        else:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False)
+        blob = await _response(server, args)
+        if isinstance(blob, AuthResult):
+            return blob
         gs2, _, rest = blob.partition(b"\x01")
         fields = dict(p.split(b"=", 1) for p in rest.split(b"\x01") if b"=" in p)
         user = next((f[2:] for f in gs2.split(b",") if f.startswith(b"a=")), b"")
@@ -194,6 +180,19 @@ class _Handler:
             return AuthResult(success=False, handled=False,
                               message="501 5.5.2 expected ^A after the error")
         return AuthResult(success=False, handled=False)  # aiosmtpd sends 535 5.7.8
+
+
+async def _response(server, args):
+    """The client's first response of an AUTH exchange: the initial response (base64), or
+    the answer to an empty 334. An AuthResult when there is none to use."""
+    if len(args) > 1:
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            return AuthResult(success=False, handled=False,
+                              message="501 5.5.2 Can't decode base64")
+    blob = await server.challenge_auth("")
+    return AuthResult(success=False) if blob is MISSING else blob
 
 
 class _Controller(Controller):
