@@ -329,9 +329,9 @@ def main(host, port, path):
 
 """ + _BUDGET_TAIL
 
-# 5: the full program; {imports} differs per version (smtp_ext exists "now" only). Client
-# makes its SMTP from the module's global SMTP (before and now): the subclass turns the
-# trace on there, as an application that wants it would with SMTP itself.
+# 5: the full program; {imports} differs per version (smtp_ext exists "now" only). The trace:
+# Client.set_debuglevel now; before, Client made its SMTP from the module's global SMTP, and
+# the subclass turns the trace on there, as an application that wanted it had to.
 _FULL = _BUDGET_HEAD + f"""
 class Traced(smtp_client.SMTP):
     def __init__(self, *args, **kw):
@@ -344,6 +344,10 @@ smtp_client.SMTP = Traced
 
 def main(host, port, path):
     c = {_AUTH_CLIENT}
+    try:
+        c.set_debuglevel(1)
+    except AttributeError:
+        pass  # before: Traced above
     mails = []
     for k in range(2):
         m = smtp_message.Message({FROM}, {RCPTS}, "full program", "A 10 KB file is attached.",
