@@ -3,38 +3,41 @@
 
 The native `encode` and `clean` must do what `Session.encode` and `Session.clean` do, call
 by call: the same bytes written into tx (and none elsewhere in it), the same input index
-returned, the same tx_len and line state (bol, cr) after every call. One MicroPython process
-per build runs CASES random bodies cut into random chunks through three encoders side by
-side (REFERENCE below, byte by byte from the RFC rules; lib/smtp_client.py's Session.encode;
-smtp_native.encode) and prints the number of mismatches and a digest of every call's output:
-- bodies from tokens: text runs (letters, bytes >= 0x80, TAB/NUL/VT/FF and others below 14
-  that the word test also flags), bare CR, bare LF, CRLF, leading dots, CR before a dot ...;
-  half of them clean (CRLF line ends only, so the word paths and clean()'s True case run);
+returned, the same tx_len and line state (bol, cr) after every call. A MicroPython process
+runs random bodies cut into random chunks through three encoders side by side (REFERENCE
+below: Session.encode's contract byte by byte; lib/smtp_client.py's Session.encode, the
+fallback; smtp_native.encode), counts the calls where they differ and prints a digest of the
+reference's output per segment of cases:
+- bodies: random windows (0-63 bytes, one in 16 up to 600) of a 64 KB corpus of text runs
+  (letters, bytes >= 0x80, TAB/NUL/VT/FF and others below 14 that the word test flags too)
+  and line ends: a clean corpus (CRLF and "." only: the word paths and clean()'s True case)
+  and one with bare CR, bare LF, CRLF, CR before LF or a dot, leading dots ...;
 - chunks: 0 to 6 random cuts (empty chunks too) of the body, which sits in a bytes or
   bytearray between 0-7 bytes of junk and 0-7 more: every source alignment, and bytes
   before i and past j (line ends, dots) that must not matter;
-- tx of 8 to 40 bytes (full every few bytes) or 512, prefilled with junk, tx_len starting
-  at a random offset before every call (every tx alignment against every source one);
+- tx of 8 to 40 bytes (full every few bytes) or 512, prefilled with junk, tx_len at a
+  random offset before every call (every tx alignment against every source one);
 - stuff on and off (DATA, BDAT), any initial bol/cr.
-The build runs twice: the x64 .mpy that tools/build_native.py makes (what a board runs,
-for its own architecture) and the .py source compiled by the unix port; both digests must
-match each other and, over the first CHECK cases, the digest CPython computes with the same
-generator and REFERENCE. Then the directed cases, heap_lock, the wrong-architecture error
-the core catches, and the builds for every board.
+CASES go through the x64 .mpy that tools/build_native.py makes (what a board runs, for its
+own architecture), PY_CASES through the .py source compiled by the unix port; the digests of
+the first CHECK cases must also match the one CPython computes with the same generator and
+REFERENCE. Then: every alignment directed, word access aligned (a trap on x64), a long body,
+heap_lock, the wrong-architecture error the core catches, the builds, RAM after import.
 """
 
 import hashlib
+import re
 import sys
 
 import pytest
 
-from harness import LIB, ROOT, run_ok
+from harness import LIB, ROOT, run, run_ok
 
 sys.path.insert(0, str(ROOT / "tools"))
 import build_native  # noqa: E402
 
 CASES = 100_000  # through the x64 .mpy (about 19 s of CPU, on two cores)
-PY_CASES = 20_000  # through the .py source compiled by the unix port
+PY_CASES = 10_000  # through the .py source compiled by the unix port
 CHECK = 5_000  # cases CPython recomputes with the reference
 
 # Runs on MicroPython and CPython alike: the generator and the reference encoder.
@@ -332,10 +335,7 @@ def test_equivalence_random_chunks(mpy_dir):
     assert mpy["SEG1"] == py["SEG1"] and "SEG2" in mpy and "SEG2" not in py
 
 
-def test_every_alignment_and_run_length(mpy_dir):
-    # Directed: a run of 0-40 text bytes, then a line end (or a byte the word test flags),
-    # then more text, from every source alignment into every tx alignment, stuff on/off.
-    out = run_ok(COMMON + r"""
+SWEEP = COMMON + r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 import smtp_client
@@ -364,8 +364,35 @@ for end in (b"\r\n", b"\n", b"\r", b"\t", b"\x80", b"\r\n.", b"\n.", b""):
                         bad += 1
                     n += 1
 print("CASES", n, "BAD", bad)
-""", args=[mpy_dir])
+"""
+
+
+def test_every_alignment_and_run_length(mpy_dir):
+    # Directed: a run of 0-40 text bytes, then a line end (or a byte the word test flags),
+    # then more text, from every source alignment into every tx alignment, stuff on/off.
+    out = run_ok(SWEEP, args=[mpy_dir])
     assert out.split()[-1] == "0" and int(out.split()[1]) > 10000
+
+
+def test_word_access_is_aligned(tmp_path):
+    # Cortex-M0+ and Xtensa fault on a word load or store at an address that is not a
+    # multiple of 4; x64 does not. So every ptr32(ADDR) of a copy of the source becomes
+    # ptr32(ADDR + ((ADDR & 3) << 48)): an unaligned ADDR turns into a non-canonical x64
+    # address and the process dies with SIGSEGV. The sweep and 5 000 random cases run on it.
+    src = (LIB / "smtp_native.py").read_text()
+    strict, n = re.subn(r"ptr32\(([^()]*)\)", r"ptr32(\1 + ((\1 & 3) << 48))", src)
+    assert n == src.count("ptr32(") >= 8
+    (tmp_path / "smtp_native.py").write_text(strict)
+    out = run_ok(SWEEP, args=[tmp_path])
+    assert out.split()[-1] == "0"
+    out = run_ok(DRIVER, args=[tmp_path, 5_000, "5000", 1], timeout=100)
+    assert fields(out)["BAD"] == "0" and fields(out)["FILE"] == str(tmp_path / "smtp_native.py")
+    # (the trick itself: an unaligned word load dies)
+    bad = strict.replace("a = sb - o\n", "a = sb - o + 1\n")
+    assert bad != strict
+    (tmp_path / "smtp_native.py").write_text(bad)
+    p = run(SWEEP, args=[tmp_path])
+    assert p.returncode < 0  # killed by a signal
 
 
 def test_long_body_through_small_tx(mpy_dir):
