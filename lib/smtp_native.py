@@ -47,7 +47,6 @@ def encode(self, src, i: int, j: int) -> int:
     room = int(len(tx)) - 3  # one input byte makes at most 3 output bytes (".", CR LF)
     bol = 1 if self.bol else 0
     cr = 1 if self.cr else 0
-    stuff = 1 if self.stuff else 0
     hi = 0x20202020
     hi <<= 2  # 0x80808080 (see the module docstring)
     while i < j and p < room:
@@ -60,7 +59,7 @@ def encode(self, src, i: int, j: int) -> int:
             bol = 1
             i += int(s[i] == 10)  # CR LF: the LF is consumed (branch-free)
             continue
-        if bol and stuff and s[i] == 46:
+        if bol and s[i] == 46 and self.stuff:  # (stuff read only where it counts)
             d[p] = 46  # RFC 5321 4.5.2
             p += 1
         bol = 0
