@@ -32,7 +32,7 @@ if False:  # for linters and type checkers: viper's casts are the compiler's, no
     ptr8 = ptr32 = uint = int
 
 
-@micropython.viper
+@micropython.viper  # type: ignore[attr-defined]  # (CPython's shim: const only)
 def encode(self, src, i: int, j: int) -> int:
     """Session.encode: encode src[i:j] into self.tx from self.tx_len until it is consumed
     or tx is nearly full; return the new i. Bare CR and bare LF become CRLF, a "." starting
@@ -122,7 +122,7 @@ def encode(self, src, i: int, j: int) -> int:
     return i
 
 
-@micropython.viper
+@micropython.viper  # type: ignore[attr-defined]
 def clean(self, src, i: int, j: int) -> bool:
     """Session.clean: True when src[i:j] can go out verbatim (every CR followed by LF and
     every LF preceded by CR within it, no line starting with "." when self.stuff, and it
