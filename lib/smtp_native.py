@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: MIT
 """smtp_native: smtp_client's body encoder as machine code (`@micropython.viper`).
 
-Optional. `encode` and `clean` have the signatures and the results of `Session.encode` and
-`Session.clean`, which stay the reference and the fallback: the core binds these in their
-place when this module imports (MicroPython with a native emitter; a .mpy is per
-architecture: `python tools/build_native.py`, `mpy-cross -march=x64|armv6m|armv7emsp|
-xtensawin`). They allocate nothing: the line state goes back into the session's own
-attributes (tx_len, bol, cr: small ints and bools), the result is an int (a bool).
+Optional, and importing it is the opt-in: `import smtp_native` (say in main.py) puts its
+`encode` and `clean` in the place of `Session.encode` and `Session.clean` for every session,
+with the same signatures and the same results, call by call; the pure-Python ones stay the
+reference and the fallback wherever it is not imported. Nothing in smtp_client looks for
+it, so a program without it pays nothing, not even a failed import in the middle of a send.
+MicroPython with a native emitter only; a .mpy is per architecture (`python
+tools/build_native.py`: mpy-cross -march=x64|armv6m|armv7emsp|xtensawin), and another
+architecture's raises ValueError on import. They allocate nothing: the line state goes back
+into the session's own attributes (tx_len, bol, cr: small ints and bools), the result is an
+int (a bool).
 
 How (the rules are the core's, RFC 5321 2.3.8 and 4.5.2): text between line ends is copied
 four bytes at a time, two words per step, and a step stops at any byte below 14 (CR is 13,
@@ -25,6 +29,8 @@ every call (tests/test_native.py checks this per call).
 """
 
 import micropython
+
+import smtp_client
 
 __version__ = "0.1.0"
 
@@ -157,3 +163,8 @@ def clean(self, src, i: int, j: int) -> bool:
         else:
             i += 1
     return True
+
+
+# The opt-in (see the docstring): every Session from now on, and those already made.
+smtp_client.Session.encode = encode
+smtp_client.Session.clean = clean

@@ -22,8 +22,10 @@ CASES go through the x64 .mpy that tools/build_native.py makes (what a board run
 own architecture), PY_CASES through the .py source compiled by the unix port; the digests of
 the first CHECK cases must also match the one CPython computes with the same generator and
 REFERENCE. Then: every alignment directed, word access aligned (a trap on x64), a long body,
-heap_lock, the wrong-architecture error the core catches, the builds, RAM after import, and
-(when MICROPYTHON32 names one) the same cases on a 32-bit unix port.
+a real send before and after `import smtp_native` (the opt-in), heap_lock, the error another
+architecture's .mpy raises, the builds, RAM after import, and (when MICROPYTHON32 names one)
+the same cases on a 32-bit unix port. Importing smtp_native replaces Session.encode/clean:
+each snippet keeps the pure-Python pair before it imports it.
 """
 
 import hashlib
@@ -229,7 +231,13 @@ import hashlib
 if sys.argv[1] != "-":
     sys.path.insert(0, sys.argv[1])  # the folder with the x64 smtp_native.mpy
 import smtp_client
+
+S = smtp_client.Session
+py_encode, py_clean = S.encode, S.clean  # (importing smtp_native replaces them)
 import smtp_native
+
+if (S.encode, S.clean) != (smtp_native.encode, smtp_native.clean):
+    raise SystemExit("importing smtp_native did not bind its encoder")
 
 
 class Through:
@@ -257,8 +265,7 @@ class Through:
         return self.cln(s, src, i, j)
 
 
-S = smtp_client.Session
-encoders = [Ref(), Through(S.encode, S.clean), Through(smtp_native.encode, smtp_native.clean)]
+encoders = [Ref(), Through(py_encode, py_clean), Through(smtp_native.encode, smtp_native.clean)]
 n, seed = int(sys.argv[2]), int(sys.argv[4])
 marks = [int(x) for x in sys.argv[3].split(",") if int(x) < n] + [n]
 r = Rand(seed)
@@ -340,8 +347,9 @@ SWEEP = COMMON + r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 import smtp_client
-import smtp_native
 S = smtp_client.Session
+py_encode, py_clean = S.encode, S.clean
+import smtp_native
 s = S(smtp_client.Pool(512))
 t = S(smtp_client.Pool(512))
 bad = n = 0
@@ -356,11 +364,11 @@ for end in (b"\r\n", b"\n", b"\r", b"\t", b"\x80", b"\r\n.", b"\n.", b""):
                     for x in (s, t):
                         x.tx_len, x.bol, x.cr, x.stuff = po, True, False, stuff
                         x.tx[:] = bytes(512)
-                    a = S.encode(s, src, so, len(src))
+                    a = py_encode(s, src, so, len(src))
                     b = smtp_native.encode(t, src, so, len(src))
                     if (a, s.tx_len, s.bol, s.cr, s.tx) != (b, t.tx_len, t.bol, t.cr, t.tx):
                         bad += 1
-                    if so < len(src) and (S.clean(s, src, so, len(src))
+                    if so < len(src) and (py_clean(s, src, so, len(src))
                                           != smtp_native.clean(t, src, so, len(src))):
                         bad += 1
                     n += 1
@@ -403,8 +411,9 @@ def test_long_body_through_small_tx(mpy_dir):
 import sys
 sys.path.insert(0, sys.argv[1])
 import smtp_client
-import smtp_native
 S = smtp_client.Session
+py_encode = S.encode
+import smtp_native
 line = b"The quick brown fox jumps over the lazy dog 0123456789"
 parts = []
 for k in range(4000):
@@ -412,7 +421,7 @@ for k in range(4000):
 body = b"".join(parts)
 for size in (512, 4096):
     outs = []
-    for enc in (S.encode, smtp_native.encode):
+    for enc in (py_encode, smtp_native.encode):
         s = S(smtp_client.Pool(size))
         acc = bytearray()
         i = calls = 0
@@ -426,6 +435,43 @@ for size in (512, 4096):
 """, args=[mpy_dir], heapsize="8m")
     lines = out.split("\n")
     assert lines[0].split()[:2] == ["512", "True"] and lines[1].split()[:2] == ["4096", "True"]
+
+
+def test_send_with_native(mpy_dir, mailserver):
+    # The opt-in end to end: a mail sent after `import smtp_native` arrives as the one sent
+    # without it (bare CR and LF made CRLF, leading dots stuffed and unstuffed by the server),
+    # its body in memory (clean() decides, then encode()) and in pieces. (aiosmtpd speaks
+    # DATA; BDAT's no-stuffing is in the random cases, stuff off.)
+    srv = mailserver()
+    out = run_ok(r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import smtp_client
+host, port = sys.argv[2], int(sys.argv[3])
+line = b"The quick brown fox jumps over the lazy dog 0123456789\r\n"
+body = (b"Subject: opt-in\r\n\r\n" + line * 40 + b".dot\nbare lf\rbare cr\r\n" + line * 40
+        + b"..two\r\n" + b"x" * 700 + b"\n.")
+
+
+def send(tag):
+    s = smtp_client.SMTP(host, port, timeout=10)
+    s.sendmail("a@example.test", ["b@example.test"], body + tag)
+    s.sendmail("a@example.test", ["b@example.test"], [body[:333], body[333:], tag])
+    s.quit()
+
+
+send(b"TAG-PY")
+import smtp_native
+assert smtp_client.Session.encode is smtp_native.encode
+send(b"TAG-NV")
+print("SENT")
+""", args=[mpy_dir, srv.host, srv.port])
+    assert out.split()[-1] == "SENT"
+    py1, py2, nat1, nat2 = [m.content for m in srv.messages]
+    assert py1 == py2 and nat1 == nat2
+    assert nat1.replace(b"TAG-NV", b"TAG-PY") == py1
+    assert b"\r\n.dot\r\nbare lf\r\nbare cr\r\n" in nat1 and b"\r\n..two\r\n" in nat1
+    assert nat1.endswith(b"x" * 700 + b"\r\n.TAG-NV\r\n")
 
 
 def test_no_allocation(mpy_dir):
@@ -460,8 +506,8 @@ print("OK", ok)
 
 
 def test_wrong_architecture_is_a_value_error(tmp_path):
-    # A board's other-architecture .mpy: MicroPython raises ValueError on import; the core
-    # catches it with ImportError and keeps its pure-Python encoder.
+    # Another architecture's .mpy: MicroPython raises ValueError on import (a board's
+    # main.py that imports smtp_native in a try catches it with ImportError).
     arm = build_native.build("armv6m", out_root=tmp_path).parent
     out = run_ok(r"""
 import sys
@@ -494,6 +540,7 @@ def test_import_cost(mpy_dir):
 import sys
 sys.path.insert(0, sys.argv[1])
 import gc
+import smtp_client
 gc.collect()
 a = gc.mem_alloc()
 import smtp_native
