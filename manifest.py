@@ -3,7 +3,7 @@ metadata(version="0.1.0", description="Memory-frugal SMTP client: STARTTLS, AUTH
 # The core alone is what `require`/`include` of this manifest gives. The companions are
 # optional: include("path/to/smtp_client/manifest.py", message=True, outbox=True,
 # asyncio=True).
-options.defaults(message=False, outbox=False, asyncio=False)
+options.defaults(message=False, outbox=False, asyncio=False, native=False)
 
 # smtp_ext is part of the core: smtp_client imports it on the first use of a rarely used
 # feature (send_many, DSN, REQUIRETLS, CRAM-MD5, XOAUTH2, the trace). Frozen, it costs flash
@@ -16,3 +16,5 @@ if options.outbox:
     module("smtp_outbox.py", base_path="lib")
 if options.asyncio:
     module("smtp_async.py", base_path="lib")
+if options.native:  # viper: frozen with the port's own -march
+    module("smtp_native.py", base_path="lib")

@@ -41,7 +41,7 @@ def test_every_module_is_packaged():
     # The wheel is for CPython: every module, the CPython sockets included, but smtplib
     # (CPython has its own; ours is MicroPython's, a mip package of its own).
     assert package_check.wheel_modules() == sorted(
-        p.stem for p in (ROOT / "lib").glob("*.py") if p.stem != "smtplib")
+        p.stem for p in (ROOT / "lib").glob("*.py") if p.stem not in ("smtplib", "smtp_native"))
     assert {"smtp_client", "smtp_ext", "smtp_cpython"} <= set(package_check.wheel_modules())
 
 
@@ -73,7 +73,7 @@ def test_package_check_finds_problems(tmp_path, monkeypatch):
     assert package_check.asserts("x = 1\nassert x, 'protocol rule'\n") == [2]
     fake = tmp_path / "lib"
     fake.mkdir()
-    for m in ("smtp_message", "smtp_outbox", "smtp_async"):
+    for m in package_check.COMPANIONS:
         (fake / (m + ".py")).write_text((ROOT / "lib" / (m + ".py")).read_text())
     (fake / "smtp_client.py").write_text('__version__ = "9.9.9"\n')
     monkeypatch.setattr(package_check, "LIB", fake)
@@ -144,6 +144,10 @@ def test_make_mpy_builds_every_module():
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     for src in (ROOT / "lib").glob("*.py"):
+        if src.stem in package_check.NATIVE:  # one per architecture (tools/build_native.py)
+            for arch in ("x64", "armv6m", "armv7emsp", "xtensawin"):
+                assert f"build/mpy/{arch}/{src.stem}.mpy" in r.stdout
+            continue
         mpy = ROOT / "build" / "mpy" / (src.stem + ".mpy")
         assert mpy.stat().st_size > 1000, mpy
         assert f"build/mpy/{src.stem}.mpy" in r.stdout
@@ -250,8 +254,8 @@ def test_deploy_plan(tmp_path):
     r = subprocess.run(deploy + ["RPI_PICO_W", "--with", "cpython", "--config", str(cfg)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
-    assert ("--with takes async, message, outbox, smtplib (or smtp_async, smtp_message, "
-            "smtp_outbox, smtplib), not 'cpython'") in r.stderr
+    assert ("--with takes async, message, native, outbox, smtplib (or smtp_async, "
+            "smtp_message, smtp_native, smtp_outbox, smtplib), not 'cpython'") in r.stderr
 
 
 def _checkout(tmp_path):

@@ -21,9 +21,9 @@
     recorded (a build from a MicroPython checkout resolves them). The root manifest freezes
     CORE by default and each companion under its option; no manifest freezes CPYTHON_ONLY,
     and one that freezes smtp_client freezes all of CORE.
-  - pyproject.toml: py-modules lists every lib/*.py but MICROPYTHON_ONLY (the wheel is for
-    CPython: it needs CPYTHON_ONLY as well as CORE and the companions, and must not shadow
-    a standard library module such as smtplib).
+  - pyproject.toml: py-modules lists every lib/*.py but MICROPYTHON_ONLY and NATIVE (the
+    wheel is for CPython: it needs CPYTHON_ONLY as well as CORE and the companions, must not
+    shadow a standard library module such as smtplib, and cannot import viper code).
   tools/deploy takes its module lists from here (CORE by default, `--with` COMPANIONS).
 - asserts: no `assert` in lib/*.py: `mpy-cross -O3` (make mpy) strips them, so an assert
   that carries protocol logic would vanish from the .mpy a board runs.
@@ -49,11 +49,15 @@ COMPANIONS = {  # module -> (mip package file, root manifest.py option, deploy -
     "smtp_message": ("smtp_message.json", "message", "message"),
     "smtp_outbox": ("smtp_outbox.json", "outbox", "outbox"),
     "smtp_async": ("smtp_async.json", "asyncio", "async"),
+    "smtp_native": ("smtp_native.json", "native", "native"),
 }
 # CPython's smtplib surface for MicroPython (lib/smtplib.py): opt-in through its own mip
 # package (with the core). Never in the pip wheel: CPython has its own smtplib, which a module
 # of that name would shadow.
 MICROPYTHON_ONLY = {"smtplib": "smtplib.json"}  # module -> mip package file
+# Companions of viper machine code: one .mpy per architecture (mpy-cross -march=ARCH, by
+# tools/build_native.py and tools/deploy).
+NATIVE = ("smtp_native",)
 PACKAGES = {"package.json": "smtp_client"}  # mip package file -> its module (__version__)
 PACKAGES.update({pkg: mod for mod, (pkg, _, _) in COMPANIONS.items()})
 PACKAGES.update({pkg: mod for mod, pkg in MICROPYTHON_ONLY.items()})
@@ -272,10 +276,12 @@ def wheel_modules():
 
 def check_pyproject():
     got = wheel_modules()
-    want = [m for m in lib_modules() if m not in MICROPYTHON_ONLY]
+    # Not in the wheel: MicroPython's smtplib, and viper code (no CPython can import it).
+    left_out = list(MICROPYTHON_ONLY) + list(NATIVE)
+    want = [m for m in lib_modules() if m not in left_out]
     if got != want:
         return [f"pyproject.toml: py-modules is {', '.join(got) or 'empty'}; the wheel must "
-                f"carry every lib/*.py but {', '.join(MICROPYTHON_ONLY)}: {', '.join(want)}"]
+                f"carry every lib/*.py but {', '.join(left_out)}: {', '.join(want)}"]
     return []
 
 

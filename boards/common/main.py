@@ -26,6 +26,10 @@ def main():
 
     import smtp_client
 
+    try:
+        import smtp_native  # noqa: F401  the native body encoder (tools/deploy --with native)
+    except (ImportError, ValueError):  # not deployed, or another architecture's .mpy
+        pass
     cas = []
     for path in config.CA_FILES:
         with open(path, "rb") as f:
