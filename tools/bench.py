@@ -300,14 +300,24 @@ print("T", time.time() - t)
 """
 
 BIG = 10 * 1024 * 1024
+# argv: host port raw_port kind native. kind: clean (CRLF text), dots (every tenth line
+# starts with "."), lf (bare LF line ends); native: 1 imports smtp_native first.
 THROUGHPUT = """
 import sys, time
 HOST = sys.argv[1]
 PORT = int(sys.argv[2])
 RAW = int(sys.argv[3])
-line = b"The quick brown fox jumps over the lazy dog; 0123456789 ABCDEFGHIJKLMNOPQRS\\r\\n"
-body = b"Subject: big\\r\\n\\r\\n" + line * (%d // len(line))
+KIND = sys.argv[4]
 import socket, smtp_client
+if sys.argv[5] == "1":
+    import smtp_native  # noqa: F401
+line = b"The quick brown fox jumps over the lazy dog; 0123456789 ABCDEFGHIJKLMNOPQRS\\r\\n"
+if KIND == "lf":
+    line = line[:-2] + b"\\n"
+lines = line * 10
+if KIND == "dots":
+    lines = b"." + lines[1:]
+body = b"Subject: big\\r\\n\\r\\n" + lines * (%d // len(lines))
 best_raw = best_ours = 1e9
 for _ in range(3):
     t = time.time()
@@ -327,6 +337,8 @@ for _ in range(3):
     best_ours = min(best_ours, time.time() - t)
 print("RAW", best_raw, "OURS", best_ours, "LEN", len(body))
 """ % BIG
+KINDS = (("clean", "clean CRLF text"), ("dots", "every tenth line starts with a dot"),
+         ("lf", "bare LF line ends"))
 
 
 def client_run(kind, runtime, port, n, pipe=True):
@@ -377,21 +389,25 @@ def per_mail(pf):
     return res
 
 
+
+
 def throughput():
+    """[(runtime, native, kind, bytes, raw s, ours s)]: each body kind on the unix port
+    without and with smtp_native, and on CPython."""
     sink = Sink()
     res = []
-    for runtime in ("micropython", "cpython"):
-        # The 10 MB body is held in RAM for the comparison: a big heap for the unix port.
-        p = run(THROUGHPUT, runtime=runtime, timeout=600,
-                heapsize="48m" if runtime == "micropython" else None,
-                args=["127.0.0.1", sink.port, sink.raw_port])
-        out = p.stdout + p.stderr
-        line = [x for x in out.splitlines() if x.startswith("RAW ")]
-        if not line:
-            raise RuntimeError(f"throughput {runtime} failed:\n{out}")
-        f = line[0].split()
-        raw, ours, n = float(f[1]), float(f[3]), int(f[5])
-        res.append((runtime, n, raw, ours))
+    for runtime, native in (("micropython", "0"), ("micropython", "1"), ("cpython", "0")):
+        for kind, _ in KINDS:
+            # The 10 MB body is held in RAM for the comparison: a big heap for the unix port.
+            p = run(THROUGHPUT, runtime=runtime, timeout=600,
+                    heapsize="48m" if runtime == "micropython" else None,
+                    args=["127.0.0.1", sink.port, sink.raw_port, kind, native])
+            out = p.stdout + p.stderr
+            line = [x for x in out.splitlines() if x.startswith("RAW ")]
+            if not line:
+                raise RuntimeError(f"throughput {runtime} {kind} failed:\n{out}")
+            f = line[0].split()
+            res.append((runtime, native == "1", kind, int(f[5]), float(f[1]), float(f[3])))
     return res
 
 
@@ -451,13 +467,16 @@ def main(argv=None):
         "## Body throughput: a 10 MB body vs a raw socket write of the same bytes",
         "",
         "To a sink server that discards what it reads (best of 3). Ratio = raw time / our time.",
+        "Bodies: " + "; ".join("%s: %s" % k for k in KINDS) + ". On the unix port without",
+        "and with `import smtp_native` (the viper encoder), and on CPython.",
         "",
-        "| runtime | bytes | raw write | sendmail | ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| runtime | body | bytes | raw write | sendmail | ratio |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for runtime, n, raw, ours in tp:
-        lines.append("| %s | %d | %.1f ms | %.1f ms | %.2f |" % (
-            runtime, n, raw * 1000, ours * 1000, raw / ours))
+    for runtime, native, kind, n, raw, ours in tp:
+        lines.append("| %s | %s | %d | %.1f ms | %.1f ms | %.3f |" % (
+            runtime + (" + smtp_native" if native else ""), kind, n, raw * 1000,
+            ours * 1000, raw / ours))
     lines += [
         "",
         "Peak heap and `.mpy` size: see `make measure` (README, \"Measured\").",
