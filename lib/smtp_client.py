@@ -1424,6 +1424,12 @@ class SMTP(Session):
 
                 smtp_cpython.open(self, host, port)
             self._run(self.do_command())
+        except SMTPTimeoutError:
+            self.close()
+            if self._implicit:
+                raise
+            # A server that waits for a TLS ClientHello says nothing (RFC 8314 3.3).
+            raise SMTPTimeoutError("no greeting: a TLS port? (tls='implicit', SMTP_SSL)")
         except BaseException:
             self.close()
             raise

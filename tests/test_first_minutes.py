@@ -60,3 +60,14 @@ def test_client_trace_is_redacted(runtime, mailserver):
     assert b"MAIL FROM:<a@example.com>" in blob and b"QUIT" in blob
     assert b"s3cret" not in blob and b"c2VjcmV0" not in blob and b"secret body" not in blob
     assert b"[redacted]" in blob
+
+
+def test_starttls_to_an_implicit_tls_port_names_the_fix(runtime, mailserver):
+    # A port that waits for a ClientHello (implicit TLS, RFC 8314 3.3) sends no greeting:
+    # the timeout says what is likely wrong instead of a bare "timed out".
+    srv = mailserver(tls="implicit")
+    (err,) = results(runtime, """
+        c = sc.Client({host!r}, {port}, tls="starttls", from_addr="a@example.com", timeout=1)
+        report(lambda: c.send("b@example.com", b"x"))
+    """, host=srv.host, port=srv.port)
+    assert err[0] == "SMTPTimeoutError" and "tls='implicit'" in err[1], err
