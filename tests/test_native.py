@@ -449,10 +449,11 @@ py_ascii, py_size = smtp_client._ascii, smtp_client._wire_size
 import smtp_native
 assert smtp_client._wire_size is smtp_native.wire_size  # the import switched them
 random.seed(7)
-pieces = (b"\r\n", b"\r", b"\n", b".", b"ab", b"x", b"\x80", b"\xc3\xa9", b"\r\r\n")
+pieces = (b"\r\n", b"\r", b"\n", b".", b"ab", b"x", b"\x80", b"\xc3\xa9", b"\r\r\n",
+          b"0123456789abcdefghijklmnopqrstuv")  # (long runs: the word-at-a-time paths)
 bad = 0
 for k in range(20000):
-    body = b"".join(pieces[random.getrandbits(4) % 9] for _ in range(k % 41 + (k // 41) % 3))
+    body = b"".join(pieces[random.getrandbits(4) % 10] for _ in range(k % 41 + (k // 41) % 3))
     if py_ascii(body) != smtp_native.ascii_only(body) or \
             py_size(body) != smtp_native.wire_size(body):
         bad += 1
