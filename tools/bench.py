@@ -290,7 +290,11 @@ assert len(rs) == N and all(r.ok for r in rs), rs
 print("T", t)
 """
 SMTPLIB = PRELUDE + """
+import os
+# The standard library's smtplib, not lib/smtplib.py (MicroPython's) that PYTHONPATH puts first.
+sys.path[:] = [p for p in sys.path if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
 import smtplib
+assert "lib/smtplib.py" not in smtplib.__file__, smtplib.__file__
 t = time.time()
 s = smtplib.SMTP(HOST, PORT, local_hostname="bench.example.test")
 for _ in range(N):
