@@ -1,13 +1,9 @@
 # SPDX-License-Identifier: MIT
 """smtp_async: smtp_client's session driven by asyncio (MicroPython's and CPython's).
 
-AsyncClient takes smtp_client.Client's arguments and runs the very same `Session` generators
-(EHLO/HELO, STARTTLS, AUTH, PIPELINING, CHUNKING, one result per mail); this module only
-carries out their orders with awaits, every wait bounded by `timeout`:
-
-    c = smtp_async.AsyncClient("smtp.example.com", username="u", password="p",
-                               from_addr="dev@example.com")
-    asyncio.run(c.send("you@example.com", b"Subject: hi\\r\\n\\r\\nHello"))
+AsyncClient takes smtp_client.Client's arguments and runs the very same `Session` generators;
+this module only carries out their orders with awaits, every wait bounded by `timeout`:
+`await AsyncClient(host, username=..., password=..., from_addr=...).send(to, msg)`.
 """
 
 import asyncio
@@ -236,6 +232,11 @@ class AsyncClient(sc.Client):
                 await s.run(s.do_mails(mails, True))
                 s.conclude(mails)
             except Exception as ex:
+                if s.mails is None and s.w is not None:  # a clean refusal: RFC 5321 4.1.1.10
+                    try:
+                        await s.run(s.do_command(b"QUIT"))
+                    except Exception:
+                        pass
                 s.failed(ex)
             finally:
                 s.mails = None

@@ -140,6 +140,9 @@ def test_starttls_auth(runtime, mailserver, certs):
     """, certs=certs)
     assert r[:5] == [{"ok": True, "refused": {}}] * 5
     assert r[5]["error"] == "SMTPAuthenticationError" and r[5]["code"] == 535
+    # The refusals left the session in step: QUIT before the close (RFC 5321 4.1.1.10), as
+    # Client says it.
+    assert bytes(srv.wire[-1]).endswith(b"QUIT\r\n"), bytes(srv.wire[-1])[-80:]
     assert [m.tls and m.login == "u" for m in srv.messages] == [True] * 5
     assert [m for m, _, ok in srv.auth_log if ok] == [
         "CRAM-MD5", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"]
