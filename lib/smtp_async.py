@@ -1,10 +1,8 @@
 # SPDX-License-Identifier: MIT
 """smtp_async: smtp_client's session driven by asyncio (MicroPython's and CPython's).
-
-AsyncClient takes smtp_client.Client's arguments and runs the very same `Session` generators;
-this module only carries out their orders with awaits, every wait bounded by `timeout`:
-`await AsyncClient(host, username=..., password=..., from_addr=...).send(to, msg)`.
-"""
+AsyncClient takes Client's arguments and runs the same `Session` generators, carrying out
+their orders with awaits, each bounded by `timeout`:
+`await AsyncClient(host, username=..., password=..., from_addr=...).send(to, msg)`."""
 
 import asyncio
 import sys
@@ -27,9 +25,6 @@ class _Driver(sc.SMTP):
     r = w = None
     shaking = False  # MicroPython: the TLS handshake runs inside the first reads
 
-    def _tls_error(self, ex):
-        return SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
-
     async def _wait(self, aw, ms):
         try:
             if _MPY:
@@ -38,35 +33,38 @@ class _Driver(sc.SMTP):
         except asyncio.TimeoutError:
             raise SMTPTimeoutError("timed out")
 
+    def _tls_failed(self, ex):
+        if isinstance(ex, SMTPException):  # (a timeout of the handshake is one already)
+            raise ex
+        raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
+
     async def open(self, c):
         self.own(True)
         self.reset()
         self._host = c.host
-        ctx = None
-        if self._implicit:
-            ctx = self.context if self.context is not None else sc.create_context()
+        ctx = (self.context or sc.create_context()) if self._implicit else None
         try:
             self.r, self.w = await self._wait(
                 asyncio.open_connection(c.host, c.port, ssl=ctx), self.ms)
         except (OSError, ValueError) as ex:
-            if ctx is None or isinstance(ex, SMTPException):
+            if ctx is None:
                 raise
-            raise self._tls_error(ex)
+            self._tls_failed(ex)
         if _MPY:
             try:
                 self.w.s.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
             except (OSError, AttributeError):
                 pass
-        self.shaking = ctx is not None and _MPY
         self._tls = ctx is not None
-        self._poll(self.r)
+        self.shaking = self._tls and _MPY
+        self._poll()
 
-    def _poll(self, r):
+    def _poll(self):
         if _MPY:  # for _check: MicroPython's StreamReader keeps no buffer of its own
             import select
 
             self.pin = select.poll()
-            self.pin.register(r.s, select.POLLIN)
+            self.pin.register(self.r.s, select.POLLIN)
 
     def close(self):
         w = self.w
@@ -116,8 +114,7 @@ class _Driver(sc.SMTP):
             self.tx_start = self.tx_len = 0
         self.sent = self.out
         while self.out > self.left:
-            ms = self.wait_ms()
-            self.take(await self._wait(self._reply(), ms))
+            self.take(await self._wait(self._reply(), self.wait_ms()))
 
     async def _reply(self):
         code = self.parse()
@@ -129,21 +126,19 @@ class _Driver(sc.SMTP):
     async def _read(self, ms):
         v = self.rx_view()
         try:
-            if _MPY:
-                # Straight into rx; read before waiting: TLS may hold decrypted bytes.
+            if _MPY:  # straight into rx; read before waiting: TLS may hold decrypted bytes
                 n = self.r.s.readinto(v)
                 while n is None:
                     n = await (self._wait(self.r.readinto(v), ms) if ms else self.r.readinto(v))
-            else:
-                # CPython's StreamReader has no readinto: one bytes object per read.
+            else:  # CPython's StreamReader has no readinto: one bytes object per read
                 data = await (self._wait(self.r.read(len(v)), ms) if ms else self.r.read(len(v)))
                 n = len(data)
                 v[:n] = data
-        except SMTPException:
-            raise
         except (OSError, ValueError) as ex:
+            if isinstance(ex, SMTPException):
+                raise
             if self.shaking:
-                raise self._tls_error(ex)
+                self._tls_failed(ex)
             raise SMTPServerDisconnected("read failed: %r" % (ex,))
         self.shaking = False
         self.received(n)
@@ -159,14 +154,14 @@ class _Driver(sc.SMTP):
                 self.w.write(mv[a:k] if _MPY else bytes(mv[a:k]))
                 await self._wait(self.w.drain(), self.ms)
                 a = k
-        except SMTPException:
-            raise
         except OSError as ex:
+            if isinstance(ex, SMTPException):
+                raise
             raise SMTPServerDisconnected("write failed: %r" % (ex,))
 
     async def _starttls(self):
         await self._check(True)  # RFC 3207 6: bytes after the 220 would pass as if over TLS
-        ctx = self.context if self.context is not None else sc.create_context()
+        ctx = self.context or sc.create_context()
         if _MPY:
             # The stream's socket is wrapped in place; the handshake runs in the next reads
             # and writes, non-blocking, so its waits have the session's deadlines too.
@@ -174,10 +169,10 @@ class _Driver(sc.SMTP):
                 tls = ctx.wrap_socket(self.w.s, server_hostname=self._host,
                                       do_handshake_on_connect=False)
             except (OSError, ValueError) as ex:
-                raise self._tls_error(ex)
+                self._tls_failed(ex)
             tls.setblocking(False)
             self.r = self.w = asyncio.StreamReader(tls)
-            self._poll(self.r)
+            self._poll()
             self.shaking = True
         elif not hasattr(self.w, "start_tls"):
             raise SMTPNotSupportedError("STARTTLS with asyncio needs CPython 3.11 or later")
@@ -185,9 +180,7 @@ class _Driver(sc.SMTP):
             try:
                 await self._wait(self.w.start_tls(ctx, server_hostname=self._host), self.ms)
             except (OSError, ValueError) as ex:
-                if isinstance(ex, SMTPException):
-                    raise
-                raise self._tls_error(ex)
+                self._tls_failed(ex)
         self._tls = True
 
 
@@ -210,13 +203,12 @@ class AsyncClient(sc.Client):
         return mail
 
     async def send_many(self, mails, **options):
-        """(to_addrs, msg[, from_addr]) tuples over one fresh connection: one SendResult per
-        mail, in order; a mail the server accepted is never reported failed. Errors before
-        the first mail (connect, TLS, AUTH) are raised."""
-        batch = [sc.SendResult(self._sender(m[2] if len(m) > 2 else None), m[0], m[1], (), (),
-                               options) for m in mails]
-        await self._send(batch)
-        return batch
+        """Client.send_many as a coroutine (it loads smtp_ext)."""
+        import smtp_ext
+
+        mails = smtp_ext.client_batch(self, mails, options)
+        await self._send(mails)
+        return mails
 
     async def _send(self, mails):
         if self._lock is None:
@@ -230,14 +222,14 @@ class AsyncClient(sc.Client):
                     raise SMTPConnectError(s.code, s.text)
                 await s.run(s.do_client(self))
                 await s.run(s.do_mails(mails, True))
-                s.conclude(mails)
+                s.conclude()
             except Exception as ex:
                 if s.mails is None and s.w is not None:  # a clean refusal: RFC 5321 4.1.1.10
                     try:
                         await s.run(s.do_command(b"QUIT"))
                     except Exception:
                         pass
-                s.failed(ex)
+                s.conclude(ex)
             finally:
                 s.mails = None
                 s.close()

@@ -593,7 +593,7 @@ class Session:
             raise ValueError("at most 8191 mails per batch")  # the reply ring's 13 bits
         for m in mails:
             m.prepare(self)
-        self.mails = mails  # from here on, each mail gets its own outcome (failed())
+        self.mails = mails  # from here on, each mail gets its own outcome (conclude())
         # Pipelined when the server allows it, one command per write otherwise (RFC 2920
         # is the server's opt-in). quit: QUIT in the last flight.
         piped = self.pipelining and self.caps & _PIPELINING
@@ -673,11 +673,12 @@ class Session:
                 if not self.resume(m, chunked):
                     return
             s = self.encode(src, s, j)
-            while s < j:
+            while s < j:  # (the loop of a body that needs encoding: as few calls as it takes)
                 self.cut(i, 0, piped, chunked)
-                self.tick(m, done + s)
+                if m.progress is not None:
+                    self.tick(m, done + s)
                 yield _SYNC
-                if not self.resume(m, chunked):
+                if chunked and not self.resume(m, True):
                     return
                 s = self.encode(src, s, j)
             done += j
@@ -929,19 +930,14 @@ class Session:
                 addr = "127.0.0.1"
         return "[IPv6:%s]" % addr if ":" in addr else "[%s]" % addr
 
-    def failed(self, ex):
-        """A transaction's driver failed with `ex`: before the mails were under way (bad
-        input, connect, TLS, AUTH) it is raised; after, each mail gets its outcome (a bad
-        body part fails its mail, one the server accepted stays accepted)."""
+    def conclude(self, error=None):
+        """After the mails' transaction, or when it failed with `error`: a failure before
+        the mails were under way (bad input, connect, TLS, AUTH) is raised; after, a mail
+        the server accepted stays accepted and the others get the error (a bad body part
+        fails its mail). smtplib: every recipient refused is the error itself."""
         if self.mails is None:
-            raise ex
-        self.conclude(self.mails, ex)
-
-    def conclude(self, mails, error=None):
-        """After a transaction, or when the connection broke (`error`): a mail the server
-        accepted stays accepted; the others get the error. smtplib: every recipient refused
-        is the error itself."""
-        for m in mails:
+            raise error
+        for m in self.mails:
             if error is not None and m.stage != _ACCEPTED and m.error is None:
                 m.error = error
             if len(m.refused) == len(m.to_addrs) and not isinstance(m.error, SMTPSenderRefused):
@@ -949,7 +945,6 @@ class Session:
             m.sent = m.error is None
             m.ok = m.sent and not m.refused
             m.body = None  # no reference to the caller's data
-
 
 def _copy(dst, d, src, s, n):
     # dst[d:d+n] = src[s:s+n]. MicroPython allocates for every slice or memoryview slice,
@@ -1273,19 +1268,22 @@ class _Io:
 
     def write(self, buf, off, n, ms):
         # A deadline bounds a wait without progress: it restarts after each part written.
+        # (Its clock starts at the first wait: a write that needs none reads no clock.)
         sock = self.sock
         end = off + n
-        deadline = _deadline(ms)
+        deadline = None
         while off < end:
             try:
                 k = sock.write(buf, off, end - off)
             except (OSError, ValueError) as ex:
                 self._tls_error(ex)
             if k is None:
+                if deadline is None:
+                    deadline = _deadline(ms)
                 self._wait(self.pout, deadline)
             else:
                 off += k
-                deadline = _deadline(ms)
+                deadline = None
 
     def close(self):
         try:
@@ -1618,7 +1616,7 @@ class SMTP(Session):
             if client is not None:
                 self._run(self.do_client(client))
             self._run(self.do_mails(mails, quit))
-            self.conclude(mails)
+            self.conclude()
         except Exception as ex:
             if quit and self.mails is None and self._io is not None:
                 # A clean refusal before the mails (AUTH 535, STARTTLS 454, no STARTTLS
@@ -1627,7 +1625,7 @@ class SMTP(Session):
                     self._run(self.do_command(b"QUIT"))
                 except Exception:
                     pass
-            self.failed(ex)
+            self.conclude(ex)
         finally:
             self.mails = None
             if quit:

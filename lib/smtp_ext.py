@@ -108,6 +108,13 @@ def client_send_many(c, mails, **options):
     """Several mails on one fresh connection; `mails` holds (to_addrs, msg) or (to_addrs,
     msg, from_addr) tuples. One SendResult per mail, in order; a mail's failure is in its
     result's `error`; errors before the first mail (connect, TLS, AUTH) are raised."""
+    mails = client_batch(c, mails, options)
+    c._run(mails)
+    return mails
+
+
+def client_batch(c, mails, options):
+    """The SendResults of Client.send_many's (and AsyncClient's) tuples, all checked."""
     batch = []
     for m in mails:
         if len(m) > 2 and not isinstance(m[2], str) and isinstance(m[1], (list, tuple)):
@@ -115,7 +122,6 @@ def client_send_many(c, mails, **options):
                              "not SMTP.send_many's (from_addr, to_addrs, msg)")
         batch.append(sc.SendResult(c._sender(m[2] if len(m) > 2 else None), m[0], m[1], (),
                                    (), options))
-    c._run(batch)
     return batch
 
 

@@ -270,7 +270,7 @@ def test_every_recipient_refused():
     w = opened(b"250 ok\r\n550 5.1.1 no\r\n250 ok\r\n")
     m = mail()
     w.run(w.s.do_mails([m])).done()
-    w.s.conclude([m])
+    w.s.conclude()
     assert isinstance(m.error, sc.SMTPRecipientsRefused)
     assert w.flights == [b"MAIL FROM:<a@x.test>\r\n", b"RCPT TO:<b@x.test>\r\n", b"RSET\r\n"]
 
