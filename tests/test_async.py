@@ -259,6 +259,21 @@ BAD_BODIES = {
 BAD_ERROR = {"iterable": "RuntimeError", "file": "OSError"}
 
 
+def test_send_many_refuses_smtp_send_many_tuples(runtime, mailserver):
+    # SMTP.send_many's (from_addr, to_addrs, msg) given to AsyncClient.send_many: the same
+    # ValueError as Client.send_many, before a connection (the async driver built its mails
+    # itself and reported "CR, LF or NUL in from_addr" about the body).
+    srv = mailserver()
+    r = go(runtime, srv.host, srv.port, f"""
+        c = smtp_async.AsyncClient(HOST, PORT, tls="none", from_addr={FROM!r}, timeout=10)
+        async def main():
+            show(await catch(c.send_many([("a@example.com", ["b@example.com"], b"x")])))
+        asyncio.run(main())
+    """)
+    assert r[0]["error"] == "ValueError" and "(to_addrs, msg" in r[0]["msg"], r
+    assert srv.messages == [] and srv.mail_log == []
+
+
 @pytest.mark.parametrize("kind", list(BAD_BODIES))
 def test_send_many_keeps_an_accepted_mail_when_a_later_body_fails(runtime, mailserver, kind):
     # A mail the server accepted is reported sent, whatever happens to the next one: the old
