@@ -5,10 +5,12 @@ metadata(version="0.1.0", description="Memory-frugal SMTP client: STARTTLS, AUTH
 # asyncio=True).
 options.defaults(message=False, outbox=False, asyncio=False, native=False)
 
-# smtp_ext is part of the core: smtp_client imports it on the first use of a rarely used
-# feature (send_many, DSN, REQUIRETLS, CRAM-MD5, XOAUTH2, the trace). Frozen, it costs flash
-# only until then. smtp_cpython (CPython/CircuitPython sockets) is never loaded here.
+# smtp_errors and smtp_ext are part of the core: smtp_client imports them on first use (the
+# text of an error it raises; a rarely used feature: send_many, DSN, REQUIRETLS, CRAM-MD5,
+# XOAUTH2, the trace). Frozen, they cost flash only. smtp_cpython (CPython/CircuitPython
+# sockets) is never loaded here.
 module("smtp_client.py", base_path="lib")
+module("smtp_errors.py", base_path="lib")
 module("smtp_ext.py", base_path="lib")
 if options.message:
     module("smtp_message.py", base_path="lib")

@@ -75,6 +75,57 @@ _REPLY_LINES = const(64)  # lines of a reply: real servers send < 20
 _BDAT_ROOM = const(24)  # room before a BDAT chunk for "BDAT <n> LAST" CRLF (RFC 3030 2)
 _STEP = const(4096)  # bytes written from the caller's buffer between progress calls
 
+# Error messages by number: their text is smtp_errors', loaded on the first error (STYLE.md:
+# pay for what you import; as str constants they held ~4 KB from import on).
+_E_BUFSIZE = const(0)
+_E_POOL = const(1)
+_E_LONG_LINE = const(2)
+_E_CLOSED = const(3)
+_E_MALFORMED = const(4)
+_E_CODE_CHANGED = const(5)
+_E_LONG_REPLY = const(6)
+_E_INJECTION = const(7)
+_E_UNSOLICITED = const(8)
+_E_LONG_COMMAND = const(9)
+_E_EHLO_ASCII = const(10)
+_E_NO_STARTTLS = const(11)
+_E_TLS_ACTIVE = const(12)
+_E_PLAIN_AUTH = const(13)
+_E_CHALLENGE = const(14)
+_E_NO_AUTH = const(15)
+_E_NO_MECHANISM = const(16)
+_E_BATCH = const(17)
+_E_CHUNK_TYPE = const(18)
+_E_NOT_OFFERED = const(19)
+_E_PROGRESS = const(20)
+_E_LONG_ADDR = const(21)
+_E_SMTPUTF8 = const(22)
+_E_8BIT = const(23)
+_E_SIZE = const(24)
+_E_TYPE = const(25)
+_E_CRLF = const(26)
+_E_BRACKETS = const(27)
+_E_EMPTY = const(28)
+_E_NO_RCPT = const(29)
+_E_STR_ASCII = const(30)
+_E_MSG_TYPE = const(31)
+_E_HANDSHAKE = const(32)
+_E_LOST = const(33)
+_E_CADATA = const(34)
+_E_SOCKET_POOL = const(35)
+_E_NO_GREETING = const(36)
+_E_HANDSHAKE_HOST = const(37)
+_E_NOT_CONNECTED = const(38)
+_E_WRITE = const(39)
+_E_READ = const(40)
+_E_CP_STARTTLS = const(41)
+_E_PORT_465 = const(42)
+_E_TLS_ARG = const(43)
+_E_AUTH_ARG = const(44)
+_E_CREDENTIALS = const(45)
+_E_CP_TLS = const(46)
+_E_NO_FROM = const(47)
+
 SMTP_PORT = const(25)
 SUBMISSION_PORT = const(587)
 SMTP_SSL_PORT = const(465)
@@ -158,6 +209,23 @@ class SMTPAuthenticationError(SMTPResponseException):
     """Authentication failed (535, 534, 454, ...)."""
 
 
+def _msg(n, *args):
+    """The text of error n (a _E_ number), formatted with args. smtp_errors is unloaded again
+    unless the application imported it: its ~4.5 KB are held only while a message is made,
+    not from the first error on (a board may run for months)."""
+    kept = "smtp_errors" in sys.modules
+    try:
+        import smtp_errors
+
+        text = smtp_errors.TEXT[n]
+    except (ImportError, MemoryError):  # copied without it, or no heap left for it now
+        return "smtp_client error %d" % n
+    finally:
+        if not kept:
+            sys.modules.pop("smtp_errors", None)
+    return text % args if args else text
+
+
 def _enhanced(code, msg):
     # RFC 3463 2: "class.subject.detail" starts the text, its class the reply's first digit.
     if not isinstance(msg, (bytes, bytearray)):
@@ -177,16 +245,18 @@ def _enhanced(code, msg):
 
 class Pool:
     """The preallocated buffers of one session at a time: `rx` for replies, `tx` for what
-    goes out, `chunk` for file reads of the body. `bufsize` is the longest reply line
-    accepted and the size of each write. Sessions may share a pool one after the other;
+    goes out, `chunk` for file reads of the body (made for the first file body: an in-memory
+    body never needs it). `bufsize` is the longest reply line accepted and the size of each
+    write. Sessions may share a pool one after the other;
     a second session using it at the same time gets SMTPException, never mixed bytes."""
 
     user = None  # the session using it now
+    chunk = None
 
     def __init__(self, bufsize=512):
         # RFC 5321 4.5.3.1.5: a reply line may be 512 octets long, a command line too.
         if bufsize < 512:
-            raise ValueError("bufsize must be at least 512")
+            raise ValueError(_msg(_E_BUFSIZE))
         seg = bufsize // 8
         # rx is read at one of 9 fixed offsets (multiples of seg), so a partial line moved
         # just below one of them is continued in place without allocating a memoryview.
@@ -196,7 +266,6 @@ class Pool:
         for k in range(9):
             self.rxv.append(mv[k * seg :])
         self.tx = bytearray(bufsize)
-        self.chunk = bytearray(bufsize)
         self.seg = seg
         self.bufsize = bufsize
 
@@ -204,7 +273,7 @@ class Pool:
 class Session:
     """SMTP (RFC 5321 with 3207, 4954, 2920, 3030, 1870, 6152, 6531) without I/O.
 
-    The generators `do_command` (no verb: the greeting), `do_ehlo`, `do_hello`,
+    The generators `do_command` (no verb: the greeting), `do_ehlo`,
     `do_starttls`, `do_auth`, `do_login`, `do_mails` and `do_client` yield orders (SYNC,
     REGION, TLS); a driver carries each out and resumes the generator. Every sequencing and
     security rule is here, once."""
@@ -270,7 +339,7 @@ class Session:
         pool = self.pool
         if take:
             if pool.user is not None and pool.user is not self:
-                raise SMTPException("pool in use by another session")
+                raise SMTPException(_msg(_E_POOL))
             pool.user = self
         elif pool.user is self:
             pool.user = None
@@ -284,7 +353,7 @@ class Session:
         p = self.rx_pos
         n = self.rx_end - p
         if n >= pool.bufsize:
-            raise SMTPProtocolError("reply line longer than the buffer")
+            raise SMTPProtocolError(_msg(_E_LONG_LINE))
         seg = pool.seg
         k = (n + seg - 1) // seg
         d = k * seg - n
@@ -300,7 +369,7 @@ class Session:
 
     def received(self, n):
         if not n:
-            raise SMTPServerDisconnected("connection closed by server")
+            raise SMTPServerDisconnected(_msg(_E_CLOSED))
         self.rx_end += n
 
     def parse(self):
@@ -317,7 +386,7 @@ class Session:
             e = lf - 1 if lf > p and rx[lf - 1] == _CR else lf
             # Reply-code = %x32-35 %x30-35 %x30-39, then SP, "-" or the end of the line.
             if e - p < 3:
-                raise SMTPProtocolError("malformed reply")
+                raise SMTPProtocolError(_msg(_E_MALFORMED))
             d0 = rx[p] - 48
             d1 = rx[p + 1] - 48
             d2 = rx[p + 2] - 48
@@ -325,10 +394,10 @@ class Session:
             if not (2 <= d0 <= 5 and 0 <= d1 <= 5 and 0 <= d2 <= 9) or (
                 sep != _SP and sep != _DASH
             ):
-                raise SMTPProtocolError("malformed reply")
+                raise SMTPProtocolError(_msg(_E_MALFORMED))
             code = d0 * 100 + d1 * 10 + d2
             if self.line and code != self.line:
-                raise SMTPProtocolError("multi-line reply changed its code")
+                raise SMTPProtocolError(_msg(_E_CODE_CHANGED))
             if self.out <= 0:
                 raise self.unsolicited()
             self.line = code
@@ -337,7 +406,7 @@ class Session:
             # protocol error or cut short, never a MemoryError.
             self.nlines += 1
             if self.nlines > _REPLY_LINES:
-                raise SMTPProtocolError("reply longer than 64 lines")
+                raise SMTPProtocolError(_msg(_E_LONG_REPLY))
             cmd = self.exp[self.head] & 7 == _X_CMD
             if cmd or code >= 400:
                 n = (4096 if cmd else 512) - len(self.lines)
@@ -360,8 +429,7 @@ class Session:
         p = self.rx_pos
         if self.rx_end - p >= 3 and rx[p : p + 3] == b"421":
             return SMTPResponseException(421, bytes(rx[p + 4 : self.rx_end]).strip())
-        return SMTPProtocolError("data after 220 to STARTTLS (injection)" if starttls
-                                 else "unsolicited reply")
+        return SMTPProtocolError(_msg(_E_INJECTION if starttls else _E_UNSOLICITED))
 
     def broken(self, ex):
         """Must the connection be dropped after `ex`? Not after a clean error reply or
@@ -413,7 +481,7 @@ class Session:
         p = self.tx_len
         n = len(data)
         if p + n > len(self.tx):
-            raise ValueError("command longer than the buffer")
+            raise ValueError(_msg(_E_LONG_COMMAND))
         self.tx[p : p + n] = data
         self.tx_len = p + n
 
@@ -455,17 +523,33 @@ class Session:
 
     # ----- EHLO/HELO, STARTTLS (RFC 5321 4.1.1.1, 4.1.4; RFC 3207)
 
-    def do_ehlo(self, name):
+    def do_ehlo(self, name, helo=False):
+        """EHLO; with `helo`, HELO when the server refuses it with a 5xx (RFC 5321 4.1.4
+        names 500 and 502; 501, 504 and 550 are seen too; a 4xx is no answer to retry with
+        HELO), and SMTPHeloError when that fails too."""
         yield from self.do_command(b"EHLO", name)
-        if self.code != 250:
-            self.ehlo_resp = self.text
+        if self.code == 250:
+            self.parse_ehlo(self.text)
             return
-        text = self.text
+        self.ehlo_resp = self.text
+        if not helo:
+            return
+        if self.code >= 500:
+            yield from self.do_command(b"HELO", name)
+            self.helo_resp = self.text
+            if self.code == 250:
+                return
+        raise SMTPHeloError(self.code, self.text)
+
+    def parse_ehlo(self, text):
+        """The capabilities of an EHLO reply (RFC 5321 4.1.1.1), its first line (the
+        greeting) left out."""
         if text and max(text) >= 128:
-            raise SMTPProtocolError("EHLO reply is not ASCII")  # RFC 5321 4.1.1.1
+            raise SMTPProtocolError(_msg(_E_EHLO_ASCII))
         caps = 0
-        for line in text.split(b"\n")[1:]:
-            word = line.upper().split(None, 1)
+        lines = text.split(b"\n")
+        for k in range(1, len(lines)):  # (no copy of the list, as lines[1:] would be)
+            word = lines[k].upper().split(None, 1)
             if word and word[0][:5] == b"AUTH=":  # pre-RFC 4954 servers: "AUTH=PLAIN LOGIN"
                 word = (b"AUTH", word[0][5:] + b" " + (word[1] if len(word) > 1 else b""))
             if not word:
@@ -481,28 +565,15 @@ class Session:
         self.ehlo_resp = text
         self.does_esmtp = True
 
-    def do_hello(self, name):
-        """EHLO; HELO when the server refuses it with a 5xx (RFC 5321 4.1.4 names 500 and
-        502; 501, 504 and 550 are seen too). A 4xx is no answer to retry with HELO."""
-        yield from self.do_ehlo(name)
-        if self.code == 250:
-            return
-        if self.code >= 500:
-            yield from self.do_command(b"HELO", name)
-            self.helo_resp = self.text
-            if self.code == 250:
-                return
-        raise SMTPHeloError(self.code, self.text)
-
     def do_starttls(self):
         """RFC 3207: STARTTLS, then TLS; fails closed: bytes already received after the 220
         are an injection (RFC 3207 6). Capabilities are forgotten (RFC 3207 4.2): the next
         command, or ehlo(), says EHLO again inside TLS (smtplib's habit ehlo(), starttls(),
         ehlo(), login() sends one EHLO there, not two)."""
         if not self.caps & _STARTTLS:
-            raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
+            raise SMTPNotSupportedError(_msg(_E_NO_STARTTLS))
         if self._tls:
-            raise SMTPProtocolError("TLS is already active")
+            raise SMTPProtocolError(_msg(_E_TLS_ACTIVE))
         yield from self.do_command(b"STARTTLS")
         if self.code != 220:
             return
@@ -517,9 +588,7 @@ class Session:
         the initial response), or authobject is the list of responses in order, the first
         one the initial response. Credentials only over TLS unless `plain_ok`."""
         if not (self._tls or self.plain_ok):
-            raise SMTPNotSupportedError("credentials need TLS first (a Client: tls='starttls' "
-                                        "or 'implicit'); allow_plaintext_auth=True sends "
-                                        "them readable")
+            raise SMTPNotSupportedError(_msg(_E_PLAIN_AUTH))
         said = authobject if isinstance(authobject, list) else None
         arg = None
         if initial_response_ok:
@@ -539,7 +608,7 @@ class Session:
             try:
                 challenge = binascii.a2b_base64(self.text)
             except ValueError:
-                raise SMTPProtocolError("334 challenge is not base64")
+                raise SMTPProtocolError(_msg(_E_CHALLENGE))
             yield from self.do_command(_b64(authobject(challenge) if said is None else
                                             said.pop(0) if said else b""))
         if self.code not in (235, 503):  # 503: already authenticated
@@ -553,14 +622,14 @@ class Session:
         if mechanism is not None:
             names = [mechanism.upper()]
         elif not self.caps & _AUTH:
-            raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+            raise SMTPNotSupportedError(_msg(_E_NO_AUTH))
         else:
             names = []
             for m in ("CRAM-MD5", "PLAIN", "LOGIN"):
                 if b" " + m.encode() + b" " in self.auth_line:
                     names.append(m)
             if not names:
-                raise SMTPException("No suitable authentication method found.")
+                raise SMTPException(_msg(_E_NO_MECHANISM))
         user = _b(user)
         password = _b(password)
         for mechanism in names:
@@ -590,7 +659,7 @@ class Session:
         """Send each mail of `mails` (a list of SendResult); what happens to each is recorded
         in it. Every mail is checked against the EHLO now, before the first byte."""
         if len(mails) > 8191:
-            raise ValueError("at most 8191 mails per batch")  # the reply ring's 13 bits
+            raise ValueError(_msg(_E_BATCH))  # the reply ring's 13 bits
         for m in mails:
             m.prepare(self)
         self.mails = mails  # from here on, each mail gets its own outcome (conclude())
@@ -624,8 +693,7 @@ class Session:
                         break  # MAIL refused: no RCPT
             if not piped and (m.error is not None or len(m.refused) == n):
                 continue
-            for op in self.do_data(m, i, piped, chunked):
-                yield op
+            yield from self.do_data(m, i, piped, chunked)
         if quit:
             self.queue(b"QUIT", None, _X_QUIT)  # (room: see data())
         self.left = 0
@@ -745,14 +813,17 @@ class Session:
             self.src = body
             return len(body) if prev is None and body else -1
         if hasattr(body, "readinto"):
-            n = body.readinto(self.pool.chunk)
-            self.src = self.pool.chunk
+            pool = self.pool
+            if pool.chunk is None:
+                pool.chunk = bytearray(pool.bufsize)  # once, for the first file body
+            n = body.readinto(pool.chunk)
+            self.src = pool.chunk
             return n if n else -1
         for piece in body:
             if isinstance(piece, memoryview):
                 piece = bytes(piece)
             if not isinstance(piece, (bytes, bytearray)):
-                raise TypeError("message chunks must be bytes")
+                raise TypeError(_msg(_E_CHUNK_TYPE))
             if piece:
                 self.src = piece
                 return len(piece)
@@ -900,14 +971,14 @@ class Session:
         so a stripped STARTTLS stops before anything private is sent), AUTH. The driver then
         runs do_mails(mails, True): the mails and QUIT in the last flight (a generator
         apart, so this one is gone while the bodies go out)."""
-        yield from self.do_hello(self.local_name())
+        yield from self.do_ehlo(self.local_name(), True)
         if c.tls == "starttls":
             if not self.caps & _STARTTLS:
-                raise SMTPNotSupportedError("server does not offer STARTTLS (tls='starttls')")
+                raise SMTPNotSupportedError(_msg(_E_NOT_OFFERED))
             yield from self.do_starttls()
             if self.code != 220:
                 raise SMTPResponseException(self.code, self.text)
-            yield from self.do_hello(self.local_name())
+            yield from self.do_ehlo(self.local_name(), True)
         if c.username is not None and c.auth != "none" and (c.auth != "auto" or self.caps & _AUTH):
             # NetX Duo: with "auto" and no AUTH advertised, send without it; a mechanism
             # the caller named is tried even when the EHLO lists none.
@@ -996,7 +1067,7 @@ class SendResult:
         if options and "progress" in options:
             p = self.progress = options["progress"]
             if p is not None and not callable(p):
-                raise TypeError("progress must be callable(sent_bytes, total)")
+                raise TypeError(_msg(_E_PROGRESS))
         if options and len(options) > ("progress" in options):  # DSN, REQUIRETLS: smtp_ext
             import smtp_ext
 
@@ -1021,7 +1092,7 @@ class SendResult:
             return
         for k in range(len(self.to_addrs) + 1):
             if self.line(k) + 2 > len(s.tx):
-                raise ValueError("address too long for a command line")
+                raise ValueError(_msg(_E_LONG_ADDR))
 
     def params(self, s):
         caps = s.caps
@@ -1034,7 +1105,7 @@ class SendResult:
         if not ascii:
             # RFC 6531 3.4: a non-ASCII address needs the server's SMTPUTF8.
             if not caps & _SMTPUTF8:
-                raise SMTPNotSupportedError("non-ASCII address: server has no SMTPUTF8")
+                raise SMTPNotSupportedError(_msg(_E_SMTPUTF8))
             if b" SMTPUTF8 " not in given + b" ":
                 mopts.append(b"SMTPUTF8")
         body = self.body
@@ -1046,7 +1117,7 @@ class SendResult:
         if memory:
             eight = not _ascii(body)
             if eight and not caps & _8BITMIME:
-                raise SMTPNotSupportedError("8-bit message: server has no 8BITMIME")
+                raise SMTPNotSupportedError(_msg(_E_8BIT))
         elif hasattr(body, "plan"):
             eight = body.plan(bool(caps & _8BITMIME))
         if eight and caps & _8BITMIME and b" BODY=" not in given:
@@ -1058,8 +1129,7 @@ class SendResult:
             self.size = size = _wire_size(body)
             if caps & _SIZE:
                 if s.size_limit and size > s.size_limit:
-                    raise SMTPNotSupportedError(
-                        "message of %d bytes exceeds the server's SIZE %d" % (size, s.size_limit))
+                    raise SMTPNotSupportedError(_msg(_E_SIZE, size, s.size_limit))
                 mopts.append(b"SIZE=%d" % size)
         if self.options:
             import smtp_ext
@@ -1149,9 +1219,9 @@ def _check_text(value, what):
     # a caller's data inject commands; refuse before a byte is sent.
     v = value.encode() if isinstance(value, str) else value
     if not isinstance(v, (bytes, bytearray)):
-        raise TypeError(what + " must be str or bytes")
+        raise TypeError(_msg(_E_TYPE, what))
     if b"\r" in v or b"\n" in v or b"\0" in v:
-        raise ValueError("CR, LF or NUL in " + what)
+        raise ValueError(_msg(_E_CRLF, what))
     return value
 
 
@@ -1167,9 +1237,9 @@ def _check_addr(addr, what, null=False):
     # reverse-path of bounces and DSNs (RFC 5321 4.5.5): a sender only.
     a = _b(addr)
     if b"<" in a or b">" in a or ((b" " in a or b"\t" in a) and a[:1] != b'"'):
-        raise ValueError("<, >, space or tab in " + what)
+        raise ValueError(_msg(_E_BRACKETS, what))
     if not a and not null:
-        raise ValueError("empty " + what)
+        raise ValueError(_msg(_E_EMPTY, what))
     return addr
 
 
@@ -1178,7 +1248,7 @@ def _addr_list(to_addrs):
         to_addrs = [to_addrs]
     to_addrs = list(to_addrs)
     if not to_addrs:
-        raise ValueError("no recipients")
+        raise ValueError(_msg(_E_NO_RCPT))
     return to_addrs
 
 
@@ -1187,7 +1257,7 @@ def _body(msg):
     if isinstance(msg, str):
         data = msg.encode()
         if len(data) != len(msg):
-            raise ValueError("a str message must be ASCII: give bytes")
+            raise ValueError(_msg(_E_STR_ASCII))
         return data
     if isinstance(msg, memoryview):
         return bytes(msg)  # memoryview has no find/count
@@ -1196,7 +1266,7 @@ def _body(msg):
     try:
         return iter(msg)
     except TypeError:
-        raise TypeError("msg: bytes, str, a file or an iterable of bytes")
+        raise TypeError(_msg(_E_MSG_TYPE))
 
 
 # ------------------------------------------------------------------- MicroPython transport
@@ -1246,8 +1316,8 @@ class _Io:
         # A handshake that fails surfaces in the first read or write: OSError, or
         # ValueError for a host name mismatch.
         if self.shaking:
-            raise SMTPTLSError("TLS handshake failed: %r" % (ex,))
-        raise SMTPServerDisconnected("connection lost: %r" % (ex,))
+            raise SMTPTLSError(_msg(_E_HANDSHAKE, ex))
+        raise SMTPServerDisconnected(_msg(_E_LOST, ex))
 
     def readinto(self, buf, deadline):
         while True:
@@ -1312,8 +1382,7 @@ def create_context(cadata=None, *, verify=True):
         return ctx
     ctx.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]
     if isinstance(cadata, str):
-        raise TypeError("cadata: the certificate's DER bytes, not a path "
-                        "(open(path, 'rb').read())")
+        raise TypeError(_msg(_E_CADATA))
     if cadata is not None:
         for ca in cadata if isinstance(cadata, (list, tuple)) else (cadata,):
             ctx.load_verify_locations(ca)  # positional DER; each call adds one CA
@@ -1341,7 +1410,7 @@ class SMTP(Session):
                  socket_pool=None, ssl_context=None):
         super().__init__(pool, bufsize)
         if socket_pool is not None and _MPY:
-            raise ValueError("socket_pool is for CircuitPython")
+            raise ValueError(_msg(_E_SOCKET_POOL))
         # socket_pool: where sockets come from (CircuitPython's socketpool.SocketPool);
         # context: TLS for STARTTLS and SMTP_SSL (ssl_context is Adafruit's name for it).
         # Only what differs from the class defaults: a small instance dict (heap).
@@ -1427,7 +1496,7 @@ class SMTP(Session):
             if self._implicit:
                 raise
             # A server that waits for a TLS ClientHello says nothing (RFC 8314 3.3).
-            raise SMTPTimeoutError("no greeting: a TLS port? (tls='implicit', SMTP_SSL)")
+            raise SMTPTimeoutError(_msg(_E_NO_GREETING))
         except BaseException:
             self.close()
             raise
@@ -1444,7 +1513,7 @@ class SMTP(Session):
             self.sock = context.wrap_socket(self.sock, server_hostname=self._host,
                                             do_handshake_on_connect=False)
         except (OSError, ValueError) as e:
-            raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, e))
+            raise SMTPTLSError(_msg(_E_HANDSHAKE_HOST, self._host, e))
         self._io = _Io(self.sock, True)
         self._tls = True
 
@@ -1470,7 +1539,7 @@ class SMTP(Session):
 
     def _run(self, ops):
         if self._io is None:
-            raise SMTPServerDisconnected("not connected")
+            raise SMTPServerDisconnected(_msg(_E_NOT_CONNECTED))
         try:
             for op in ops:
                 if op == _SYNC:
@@ -1520,7 +1589,7 @@ class SMTP(Session):
         except SMTPException:
             raise
         except OSError as ex:
-            raise SMTPServerDisconnected("write failed: %r" % (ex,))
+            raise SMTPServerDisconnected(_msg(_E_WRITE, ex))
 
     def _reply(self):
         """Read until the next reply is complete; every wait and the whole reply end at the
@@ -1543,7 +1612,7 @@ class SMTP(Session):
         except SMTPException:
             raise
         except OSError as ex:
-            raise SMTPServerDisconnected("read failed: %r" % (ex,))
+            raise SMTPServerDisconnected(_msg(_E_READ, ex))
         if self.tracer is not None:
             self.tracer.received(v, n)
         return n
@@ -1570,13 +1639,12 @@ class SMTP(Session):
 
     def ehlo_or_helo_if_needed(self):
         if self.helo_resp is None and self.ehlo_resp is None:
-            self._run(self.do_hello(self.local_name()))
+            self._run(self.do_ehlo(self.local_name(), True))
 
     def starttls(self, keyfile=None, certfile=None, *, context=None):
         """Upgrade to TLS; fails closed (RFC 3207 6). Returns (code, msg)."""
         if self.socket_pool is not None:
-            raise SMTPNotSupportedError("CircuitPython cannot wrap a connected socket: "
-                                        "use SMTP_SSL (tls='implicit')")
+            raise SMTPNotSupportedError(_msg(_E_CP_STARTTLS))
         self.ehlo_or_helo_if_needed()
         if context is not None:
             self.context = context
@@ -1609,7 +1677,7 @@ class SMTP(Session):
         them). A failure before the first mail is raised; after it, a mail the server
         accepted stays accepted and the others get the error."""
         if self._io is None:
-            raise SMTPServerDisconnected("not connected")
+            raise SMTPServerDisconnected(_msg(_E_NOT_CONNECTED))
         if client is None:
             self.ehlo_or_helo_if_needed()
         try:
@@ -1656,21 +1724,21 @@ class Client:
         if tls is None:
             tls = "implicit" if port == SMTP_SSL_PORT else "starttls"
         elif tls == "starttls" and port == SMTP_SSL_PORT:
-            raise ValueError("port 465 is implicit TLS: tls='implicit' (or leave tls out)")
+            raise ValueError(_msg(_E_PORT_465))
         if tls not in ("starttls", "implicit", "none"):
-            raise ValueError("tls must be 'starttls', 'implicit' or 'none'")
+            raise ValueError(_msg(_E_TLS_ARG))
         if auth not in ("auto", "plain", "login", "cram-md5", "xoauth2", "oauthbearer", "none"):
-            raise ValueError("auth: auto, plain, login, cram-md5, xoauth2, oauthbearer or none")
+            raise ValueError(_msg(_E_AUTH_ARG))
         if (username is None) != (password is None) or auth not in ("auto", "none") and (
                 username is None):
-            raise ValueError("give both username and password")
+            raise ValueError(_msg(_E_CREDENTIALS))
         if username is not None:
             _check_text(username, "username")
             _check_text(password, "password")
         if from_addr is not None:
             _check_addr(from_addr, "from_addr", True)
         if tls == "starttls" and options.get("socket_pool") is not None:
-            raise ValueError("socket_pool needs tls='implicit' or 'none' (CircuitPython)")
+            raise ValueError(_msg(_E_CP_TLS))
         self.host = _check_text(host, "host")
         self.port = port or (SUBMISSION_PORT if tls == "starttls" else
                              SMTP_SSL_PORT if tls == "implicit" else SMTP_PORT)
@@ -1701,7 +1769,7 @@ class Client:
     def _sender(self, from_addr):
         from_addr = from_addr if from_addr is not None else self.from_addr
         if from_addr is None:
-            raise ValueError("no from_addr")
+            raise ValueError(_msg(_E_NO_FROM))
         return from_addr
 
     def _run(self, mails):

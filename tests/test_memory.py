@@ -172,7 +172,7 @@ ENCODE = """
 
     pool = Pool(512)
     e = Session(pool)
-    chunk = pool.chunk
+    chunk = bytearray(512)  # a file body's reads land in a buffer like the pool's chunk
     out = bytearray(OUTSIZE)
 
     def drain(o):

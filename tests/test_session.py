@@ -77,7 +77,7 @@ def opened(replies, *ext):
     """A Wire past the greeting and an EHLO that offers `ext`."""
     w = Wire(b"220 mx.test ESMTP\r\n" + ehlo(*ext) + replies)
     w.run(w.s.do_command())
-    w.run(w.s.do_hello("dev.test"))
+    w.run(w.s.do_ehlo("dev.test", True))
     w.flights.clear()
     return w
 
@@ -92,7 +92,7 @@ def mail(to=("b@x.test",), body=b"hi\r\n", sender="a@x.test", **kw):
 def test_ehlo_capabilities():
     w = Wire(b"220 mx.test\r\n" + ehlo("PIPELINING", "SIZE 1000", "AUTH PLAIN LOGIN",
                                        "CHUNKING", "8BITMIME", "STARTTLS"))
-    w.run(w.s.do_command()).run(w.s.do_hello("dev.test")).done()
+    w.run(w.s.do_command()).run(w.s.do_ehlo("dev.test", True)).done()
     s = w.s
     assert w.flights == [b"EHLO dev.test\r\n"]
     for bit in (sc._PIPELINING, sc._CHUNKING, sc._8BITMIME, sc._STARTTLS, sc._SIZE, sc._AUTH):
@@ -106,7 +106,7 @@ def test_helo_after_ehlo_refused(code):
     # RFC 5321 4.1.4: 500/502 to EHLO means an old server: HELO. Servers also answer 501,
     # 504 or 550 to an EHLO they dislike; smtplib tries HELO after any refusal, so do we.
     w = Wire(b"220 mx.test\r\n" + code + b" what\r\n250 mx.test\r\n")
-    w.run(w.s.do_command()).run(w.s.do_hello("dev.test")).done()
+    w.run(w.s.do_command()).run(w.s.do_ehlo("dev.test", True)).done()
     assert w.flights == [b"EHLO dev.test\r\n", b"HELO dev.test\r\n"]
     assert w.s.caps == 0 and w.s.helo_resp == b"mx.test"
 
@@ -115,7 +115,7 @@ def test_ehlo_and_helo_refused():
     w = Wire(b"220 mx.test\r\n554 no\r\n554 no\r\n")
     w.run(w.s.do_command())
     with pytest.raises(sc.SMTPHeloError):
-        w.run(w.s.do_hello("dev.test"))
+        w.run(w.s.do_ehlo("dev.test", True))
     assert w.flights == [b"EHLO dev.test\r\n", b"HELO dev.test\r\n"]
 
 
@@ -124,7 +124,7 @@ def test_ehlo_4xx_is_not_retried_with_helo():
     w = Wire(b"220 mx.test\r\n451 later\r\n")
     w.run(w.s.do_command())
     with pytest.raises(sc.SMTPHeloError):
-        w.run(w.s.do_hello("dev.test"))
+        w.run(w.s.do_ehlo("dev.test", True))
     assert w.flights == [b"EHLO dev.test\r\n"]
 
 
@@ -149,7 +149,7 @@ def test_starttls_forgets_and_says_ehlo_again():
     w.run(w.s.do_starttls())
     assert w.flights == [b"STARTTLS\r\n", "TLS"]
     assert w.s._tls and w.s.caps == 0 and w.s.code == 220 and w.s.ehlo_resp is None
-    w.run(w.s.do_hello("dev.test")).done()
+    w.run(w.s.do_ehlo("dev.test", True)).done()
     assert w.flights[2:] == [b"EHLO dev.test\r\n"] and w.s.caps == sc._AUTH
 
 

@@ -341,7 +341,7 @@ def test_not_in_the_wheel_and_its_own_mip_package():
     assert "smtplib" not in package_check.wheel_modules()
     assert package_check.MICROPYTHON_ONLY == {"smtplib": "smtplib.json"}
     assert package_check.mip_files("smtplib.json") == [
-        "smtp_client.py", "smtp_ext.py", "smtplib.py"]
+        "smtp_client.py", "smtp_errors.py", "smtp_ext.py", "smtplib.py"]
     assert json.loads((ROOT / "smtplib.json").read_text())["version"] == \
         package_check.module_version("smtplib") == package_check.module_version("smtp_client")
     errors = [e for check in package_check.CHECKS for e in check()]
@@ -378,7 +378,7 @@ def test_mip_installs_smtplib(tmp_path):
     assert lines == [f"True {package_check.module_version('smtplib')}",
                      "['smtp_client', 'smtplib']"]
     assert sorted(p.name for p in target.iterdir()) == [
-        "smtp_client.py", "smtp_ext.py", "smtplib.py"]
+        "smtp_client.py", "smtp_errors.py", "smtp_ext.py", "smtplib.py"]
 
 
 # What `import smtplib` may add to `import smtp_client` on the unix port (64-bit), .mpy:

@@ -36,10 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "lib"
-# smtp_client and what it imports by itself on MicroPython (smtp_ext: rarely used features,
-# loaded on first use). Flash is cheap and a module costs RAM only once imported, so these go
-# wherever the core goes: mip, the manifest, tools/deploy, the wheel.
-CORE = ("smtp_client", "smtp_ext")
+# smtp_client and what it imports by itself on MicroPython (smtp_errors: the text of its
+# errors; smtp_ext: rarely used features; each loaded on first use). Flash is cheap and a
+# module costs RAM only once imported, so these go wherever the core goes: mip, the
+# manifest, tools/deploy, the wheel.
+CORE = ("smtp_client", "smtp_errors", "smtp_ext")
 # The core imports these on CPython and CircuitPython only (their sockets): the wheel has
 # them, and CircuitPython users copy them beside smtp_client.py; MicroPython never loads
 # them, so mip, the manifests and tools/deploy leave them out.
