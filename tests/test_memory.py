@@ -536,3 +536,39 @@ def test_heapsize_py_needs_3x_mpy(mailserver, workdir):
     floor = measure.smallest_heap(srv, "session", libdir=workdir.dir, bigfile=workdir.bigfile)
     ok, out = _attempt(srv, workdir, "session", 3 * floor, "py")
     assert not ok and "MemoryError" in out, out
+
+
+# --------------------------------------------------------------------- error texts
+
+ERROR_TEXT = """
+    import gc, sys
+    import smtp_client as sc
+
+    def tls_error():
+        try:
+            sc.Client("mail.example.com", 587, tls="bogus")
+        except ValueError as e:
+            return str(e)
+
+    gc.collect()
+    a = gc.mem_alloc()
+    print(repr(tls_error()), "smtp_errors" in sys.modules)
+    gc.collect()
+    print(gc.mem_alloc() - a)
+"""
+
+
+def test_error_text_is_held_only_while_raised(tmp_path):
+    # The texts of the core's errors (smtp_errors: ~4.5 KB imported as .mpy) are loaded to
+    # make a message and given back: after the first error the heap holds what it held
+    # before, give or take the exception machinery's first use (~160 bytes).
+    measure.build_mpy(tmp_path)
+    out = _run(ERROR_TEXT, libdir=tmp_path).split("\n")
+    assert out[0] == "\"tls must be 'starttls', 'implicit' or 'none'\" False", out
+    assert int(out[1]) < 1024, out
+    # An application that imported smtp_errors itself keeps it (no reload per error).
+    out = _run("import smtp_errors\n" + textwrap.dedent(ERROR_TEXT), libdir=tmp_path)
+    assert out.split("\n")[0].endswith(" True"), out
+    # Copied without it, the core still raises the right exception, the text by number.
+    out = _run(ERROR_TEXT, libdir=_lib_copy(tmp_path / "alone")).split("\n")
+    assert out[0] == "'smtp_client error 43' False", out

@@ -144,10 +144,10 @@ TIME_CLIENT = f"""
 
 
 def build_mpy(outdir):
-    """Compile the core (lib/smtp_client.py, and lib/smtp_ext.py, which is installed with it
-    and imported on first use of its features) with mpy-cross -O3 into outdir; return the
-    path of smtp_client.mpy."""
-    for name in ("smtp_ext", "smtp_client"):
+    """Compile the core (lib/smtp_client.py, and lib/smtp_errors.py and lib/smtp_ext.py,
+    which are installed with it and imported on first use) with mpy-cross -O3 into outdir;
+    return the path of smtp_client.mpy."""
+    for name in ("smtp_errors", "smtp_ext", "smtp_client"):
         out = Path(outdir) / (name + ".mpy")
         subprocess.run([str(MPY_CROSS), "-O3", "-o", str(out), str(ROOT / "lib" / (name + ".py"))],
                        check=True, cwd=ROOT)
