@@ -251,8 +251,10 @@ AUTH_USER = "device"
 AUTH_PASS = "s3cret"
 ATTACHMENT_SIZE = 10 * 1024
 # What each version's modules are imported in, for the per-module RAM table. smtp_cpython is
-# never loaded on MicroPython; smtplib (if any) is left out as it imports the core only.
-IMPORT_ORDER = ("smtp_client", "smtp_ext", "smtp_message", "smtp_async", "smtp_outbox")
+# never loaded on MicroPython; smtplib (if any) is left out as it imports the core only;
+# smtp_errors is held only while an error's message is made (its row: when it is held).
+IMPORT_ORDER = ("smtp_client", "smtp_ext", "smtp_errors", "smtp_message", "smtp_async",
+                "smtp_outbox")
 
 # The import snippet: the same source on the unix port and the WebAssembly port. The list of
 # results is allocated first and holds small ints only, so storing them allocates nothing.
