@@ -1054,7 +1054,10 @@ class SendResult:
 
     def __init__(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), options=None):
         self.from_addr = _check_addr(from_addr, "from_addr", True)
-        self.to_addrs = to = _addr_list(to_addrs)
+        to = [to_addrs] if isinstance(to_addrs, (str, bytes)) else list(to_addrs)
+        if not to:
+            raise ValueError(_msg(_E_NO_RCPT))
+        self.to_addrs = to
         for k in range(len(to)):
             to[k] = _check_addr(to[k], "recipient")
         mopts: list = []
@@ -1241,15 +1244,6 @@ def _check_addr(addr, what, null=False):
     if not a and not null:
         raise ValueError(_msg(_E_EMPTY, what))
     return addr
-
-
-def _addr_list(to_addrs):
-    if isinstance(to_addrs, (str, bytes)):
-        to_addrs = [to_addrs]
-    to_addrs = list(to_addrs)
-    if not to_addrs:
-        raise ValueError(_msg(_E_NO_RCPT))
-    return to_addrs
 
 
 def _body(msg):

@@ -535,7 +535,9 @@ class Outbox:
             from_addr = self.from_addr
         if from_addr is not None:
             smtp_client._check_addr(from_addr, "from_addr")
-        to = smtp_client._addr_list(to_addrs)
+        to = [to_addrs] if isinstance(to_addrs, (str, bytes)) else list(to_addrs)
+        if not to:
+            raise ValueError("no recipients")
         for a in to:
             smtp_client._check_addr(a, "recipient")
         msg = smtp_client._body(msg)
