@@ -204,14 +204,21 @@ def wire_size(body) -> int:
     prev = 0
     i = 0
     while i < n:
-        # An aligned word with no byte below 14 (no CR, no LF) changes nothing, unless a CR
-        # before it was left open: skip it whole.
-        if prev != 13 and (sb + i) & 3 == 0 and i + 4 <= n:
-            w = ptr32(sb + i)[0]  # noqa: F821
-            if not ((w - 0x0E0E0E0E) & ~w & hi):
-                prev = s[i + 3]
-                i += 4
-                continue
+        # Aligned words with no byte below 14 (no CR, no LF) change nothing, unless a CR
+        # before them was left open: skip them, two at a time (as clean does).
+        if prev != 13 and (sb + i) & 3 == 0:
+            k = i
+            we = n - 8
+            while i <= we:
+                w = ptr32(sb + i)[0]  # noqa: F821
+                v = ptr32(sb + i)[1]  # noqa: F821
+                if ((w - 0x0E0E0E0E) & ~w | (v - 0x0E0E0E0E) & ~v) & hi:
+                    break
+                i += 8
+            if i != k:
+                prev = s[i - 1]
+            if i >= n:
+                break
         c = s[i]
         if (c == 10 and prev != 13) or (prev == 13 and c != 10):
             size += 1
