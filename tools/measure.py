@@ -200,12 +200,16 @@ def run_snippet(source, *, runtime="micropython", heapsize=None, libdir=None, ar
             raise AssertionError(f"snippet timed out after {timeout} s: {e.stdout!r}") from None
 
 
-def attempt(srv, name, heapsize, *, libdir=None, bigfile=None):
+def attempt(srv, name, heapsize, *, libdir=None, bigfile=None, pad=0):
     """Run harness `name` once at heapsize; return (ok, output). ok means the snippet said OK
-    and the server received the whole mail (for plain and stream)."""
+    and the server received the whole mail (for plain and stream). pad: bytes allocated (and
+    kept) before the import, for another layout of the same heap (add it to heapsize)."""
     args = [srv.host, srv.port] + ([bigfile] if name == "stream" else [])
     srv.messages.clear()
-    p = run_snippet(HARNESSES[name], heapsize=heapsize, libdir=libdir, args=args)
+    source = HARNESSES[name]
+    if pad:
+        source = source.replace("import gc, sys\n", "import gc, sys\n    _pad = bytearray(%d)\n" % pad, 1)
+    p = run_snippet(source, heapsize=heapsize, libdir=libdir, args=args)
     out = p.stdout + p.stderr
     ok = p.returncode == 0 and out.split()[-1:] == ["OK"]
     if ok and name != "session":
@@ -233,9 +237,12 @@ def bisect_heap(works, *, lo=4096, hi=256 * 1024, step=256, what="harness"):
     return hi * step
 
 
-def smallest_heap(srv, name, *, libdir=None, bigfile=None, lo=4096, hi=256 * 1024, step=256):
-    """Bisect the smallest heapsize (a multiple of step) at which harness `name` succeeds."""
-    return bisect_heap(lambda h: attempt(srv, name, h, libdir=libdir, bigfile=bigfile)[0],
+def smallest_heap(srv, name, *, libdir=None, bigfile=None, lo=4096, hi=256 * 1024, step=256,
+                  pad=0):
+    """Bisect the smallest heapsize (a multiple of step) at which harness `name` succeeds
+    (with `pad`: the heapsize includes it)."""
+    return bisect_heap(lambda h: attempt(srv, name, h, libdir=libdir, bigfile=bigfile,
+                                         pad=pad)[0],
                        lo=lo, hi=hi, step=step, what=name)
 
 
