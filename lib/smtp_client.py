@@ -75,8 +75,8 @@ _REPLY_LINES = const(64)  # lines of a reply: real servers send < 20
 _BDAT_ROOM = const(24)  # room before a BDAT chunk for "BDAT <n> LAST" CRLF (RFC 3030 2)
 _STEP = const(4096)  # bytes written from the caller's buffer between progress calls
 
-# Error messages by number: their text is smtp_errors', loaded on the first error (STYLE.md:
-# pay for what you import; as str constants they held ~4 KB from import on).
+# Error messages by number: their text is smtp_errors', loaded while a message is made
+# (STYLE.md: pay for what you import; as str constants they held ~4 KB from import on).
 _E_BUFSIZE = const(0)
 _E_POOL = const(1)
 _E_LONG_LINE = const(2)
@@ -247,8 +247,8 @@ class Pool:
     """The preallocated buffers of one session at a time: `rx` for replies, `tx` for what
     goes out, `chunk` for file reads of the body (made for the first file body: an in-memory
     body never needs it). `bufsize` is the longest reply line accepted and the size of each
-    write. Sessions may share a pool one after the other;
-    a second session using it at the same time gets SMTPException, never mixed bytes."""
+    write. Sessions may share a pool one after the other; a second session using it at the
+    same time gets SMTPException, never mixed bytes."""
 
     user = None  # the session using it now
     chunk = None
@@ -1016,6 +1016,7 @@ class Session:
             m.sent = m.error is None
             m.ok = m.sent and not m.refused
             m.body = None  # no reference to the caller's data
+
 
 def _copy(dst, d, src, s, n):
     # dst[d:d+n] = src[s:s+n]. MicroPython allocates for every slice or memoryview slice,
