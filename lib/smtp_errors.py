@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""smtp_errors: the text of smtp_client's own error messages, loaded when the first one is
-raised. Held from import on, each message would cost RAM on every board that never sees it
-(a str object: ~50 bytes plus its text; all of them ~4 KB). smtp_client names each by its
-index here (`_E_...` constants); tests/test_packaging.py checks that the two agree."""
+"""smtp_errors: the text of smtp_client's own error messages. smtp_client imports it while it
+makes a message and lets it go again (unless the application imported it too): held from
+import on, each text would cost RAM on every board that never sees it (a str object: ~50
+bytes plus its text; all of them ~4 KB). smtp_client names each by its index here (`_E_...`
+constants); tests/test_packaging.py checks that the two agree."""
 
 TEXT = (
     "bufsize must be at least 512",  # 0 _E_BUFSIZE
