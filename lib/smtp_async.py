@@ -8,102 +8,74 @@ import asyncio
 import sys
 
 import smtp_client as sc
-from smtp_client import (SMTPConnectError, SMTPException, SMTPNotSupportedError,
-                         SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError)
+from smtp_client import (SMTPConnectError, SMTPException, SMTPServerDisconnected,
+                         SMTPTimeoutError, SMTPTLSError)
 
 __version__ = "0.1.0"
 
 _MPY = sys.implementation.name == "micropython"
-_SYNC = 1  # smtp_client's orders (its const()s are not module attributes; a test checks)
-_REGION = 2
+if not _MPY:
+    import smtp_cpython  # CPython's streams: their reads and start_tls
+_SYNC, _REGION = 1, 2  # smtp_client's orders (its const()s are not module attributes)
 
 
 class _Driver(sc.SMTP):
-    """The session of an AsyncClient: SMTP's options and state, a reader and a writer, and
-    awaits where SMTP blocks (its _check, _sync, _read and _write are overridden here)."""
+    """An AsyncClient's session: SMTP's state and rules, with awaits where SMTP blocks."""
 
     r = w = None
     shaking = False  # MicroPython: the TLS handshake runs inside the first reads
 
     async def _wait(self, aw, ms):
         try:
-            if _MPY:
-                return await asyncio.wait_for_ms(aw, ms)  # type: ignore[attr-defined]
-            return await asyncio.wait_for(aw, ms / 1000)
+            return await asyncio.wait_for(aw, ms / 1000)  # (it makes a task: a float is no cost)
         except asyncio.TimeoutError:
             raise SMTPTimeoutError("timed out")
 
     def _tls_failed(self, ex):
-        if isinstance(ex, SMTPException):  # (a timeout of the handshake is one already)
-            raise ex
         raise SMTPTLSError("TLS handshake with %s failed: %r" % (self._host, ex))
 
     async def open(self, c):
         self.own(True)
         self.reset()
         self._host = c.host
-        ctx = (self.context or sc.create_context()) if self._implicit else None
-        try:
-            self.r, self.w = await self._wait(
-                asyncio.open_connection(c.host, c.port, ssl=ctx), self.ms)
-        except (OSError, ValueError) as ex:
-            if ctx is None:
-                raise
-            self._tls_failed(ex)
+        self.r, self.w = await self._wait(asyncio.open_connection(c.host, c.port), self.ms)
         if _MPY:
+            self.sock = self.w.s
             try:
-                self.w.s.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
+                self.sock.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
             except (OSError, AttributeError):
                 pass
-        self._tls = ctx is not None
-        self.shaking = self._tls and _MPY
-        self._poll()
-
-    def _poll(self):
-        if _MPY:  # for _check: MicroPython's StreamReader keeps no buffer of its own
-            import select
-
-            self.pin = select.poll()
-            self.pin.register(self.r.s, select.POLLIN)
+        if self._implicit:
+            await self._tls_on()  # RFC 8314 3.3: TLS from the first byte
 
     def close(self):
-        w = self.w
+        if self.w is not None and not _MPY:  # (MicroPython's Stream.close() is a no-op)
+            self.w.close()
         self.r = self.w = None
-        self.own(False)
-        if w is not None:
-            try:
-                w.s.close() if _MPY else w.close()  # MicroPython's Stream.close() is a no-op
-            except OSError:
-                pass
+        super().close()  # the socket (MicroPython), the pool, the session's state
 
     async def run(self, ops):
         """Carry out the session's orders; the same rules as smtp_client.SMTP._run."""
-        if self.w is None:
-            raise SMTPServerDisconnected("not connected")
         try:
             for op in ops:
                 if op == _SYNC:
                     await self._sync()
                 elif op == _REGION:
                     await self._write(self.src, self.ri, self.rj)
-                else:
-                    await self._starttls()
+                else:  # RFC 3207 6: bytes after the 220 would pass as if over TLS
+                    await self._check(True)
+                    await self._tls_on()
         except BaseException as ex:
             if self.broken(ex):
                 self.close()
             raise
+        if self.code == 421 and self.out == 0:
+            self.close()  # RFC 5321 3.8: the server is closing the channel
 
     async def _check(self, starttls=False):
         # Before a flight: a byte already waiting answers nothing (RFC 5321 4.2).
         self.poll = False
-        if _MPY:
-            ready = any(True for _ in self.pin.ipoll(0))
-        else:
-            await asyncio.sleep(0)  # let the loop move what arrived into the reader
-            ready = bool(getattr(self.r, "_buffer", None)) or self.r.at_eof()
-        if self.rx_pos < self.rx_end or ready:
-            if self.rx_pos == self.rx_end:
-                await self._read(1000)
+        if self.rx_pos < self.rx_end or await self._read(True):
             raise self.unsolicited(starttls)
 
     async def _sync(self):
@@ -119,33 +91,34 @@ class _Driver(sc.SMTP):
     async def _reply(self):
         code = self.parse()
         while not code:
-            await self._read(0)
+            await self._read()
             code = self.parse()
         return code
 
-    async def _read(self, ms):
+    async def _read(self, now=False):
+        """Read into rx (the caller bounds the wait); `now`: only what is there (False: none)."""
         v = self.rx_view()
         try:
-            if _MPY:  # straight into rx; read before waiting: TLS may hold decrypted bytes
+            if not _MPY:  # (StreamReader has no readinto)
+                n = await smtp_cpython.stream_read(self.r, v, now)
+            else:  # straight into rx; read before waiting: TLS may hold decrypted bytes
                 n = self.r.s.readinto(v)
-                while n is None:
-                    n = await (self._wait(self.r.readinto(v), ms) if ms else self.r.readinto(v))
-            else:  # CPython's StreamReader has no readinto: one bytes object per read
-                data = await (self._wait(self.r.read(len(v)), ms) if ms else self.r.read(len(v)))
-                n = len(data)
-                v[:n] = data
+                while n is None and not now:
+                    n = await self.r.readinto(v)
         except (OSError, ValueError) as ex:
             if isinstance(ex, SMTPException):
                 raise
             if self.shaking:
                 self._tls_failed(ex)
             raise SMTPServerDisconnected("read failed: %r" % (ex,))
+        if n is None:
+            return False
         self.shaking = False
         self.received(n)
+        return True
 
     async def _write(self, buf, a, b):
-        # In pieces, each drained within the timeout: a deadline bounds a wait without
-        # progress, not a whole body written from the caller's buffer.
+        # In pieces, each drained within the timeout: it bounds a wait without progress.
         mv = memoryview(buf)
         try:
             while a < b:
@@ -159,8 +132,7 @@ class _Driver(sc.SMTP):
                 raise
             raise SMTPServerDisconnected("write failed: %r" % (ex,))
 
-    async def _starttls(self):
-        await self._check(True)  # RFC 3207 6: bytes after the 220 would pass as if over TLS
+    async def _tls_on(self):
         ctx = self.context or sc.create_context()
         if _MPY:
             # The stream's socket is wrapped in place; the handshake runs in the next reads
@@ -172,15 +144,10 @@ class _Driver(sc.SMTP):
                 self._tls_failed(ex)
             tls.setblocking(False)
             self.r = self.w = asyncio.StreamReader(tls)
-            self._poll()
+            self.sock = tls
             self.shaking = True
-        elif not hasattr(self.w, "start_tls"):
-            raise SMTPNotSupportedError("STARTTLS with asyncio needs CPython 3.11 or later")
         else:
-            try:
-                await self._wait(self.w.start_tls(ctx, server_hostname=self._host), self.ms)
-            except (OSError, ValueError) as ex:
-                self._tls_failed(ex)
+            await smtp_cpython.start_tls(self, ctx)
         self._tls = True
 
 
@@ -197,20 +164,15 @@ class AsyncClient(sc.Client):
     async def send(self, to_addrs, msg, *, from_addr=None, **options):
         """One mail over a fresh connection; a SendResult, or the classified exception."""
         mail = sc.SendResult(self._sender(from_addr), to_addrs, msg, (), (), options)
-        await self._send([mail])
-        if mail.error is not None:
-            raise mail.error
-        return mail
+        return await self._send([mail], mail)
 
     async def send_many(self, mails, **options):
         """Client.send_many as a coroutine (it loads smtp_ext)."""
         import smtp_ext
 
-        mails = smtp_ext.client_batch(self, mails, options)
-        await self._send(mails)
-        return mails
+        return await self._send(smtp_ext.client_batch(self, mails, options))
 
-    async def _send(self, mails):
+    async def _send(self, mails, one=None):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -233,3 +195,6 @@ class AsyncClient(sc.Client):
             finally:
                 s.mails = None
                 s.close()
+        if one is not None and one.error is not None:
+            raise one.error
+        return one or mails

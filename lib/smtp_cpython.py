@@ -13,7 +13,8 @@ import select
 import sys
 
 import smtp_client as sc
-from smtp_client import SMTPServerDisconnected, SMTPTimeoutError, SMTPTLSError
+from smtp_client import (SMTPException, SMTPNotSupportedError, SMTPServerDisconnected,
+                         SMTPTimeoutError, SMTPTLSError)
 
 # What a socketpool socket raises when nothing came in time: EAGAIN (a zero timeout, or
 # mbedTLS's WANT_READ) and ETIMEDOUT, which is 110 or 116 depending on the port's libc.
@@ -289,3 +290,32 @@ class PoolIo(Io):
                 raise
             off += k
             deadline = sc._deadline(ms)
+
+
+# ----- smtp_async's driver on CPython (asyncio streams)
+
+
+async def stream_read(r, v, now):
+    """Read into v from StreamReader r (no readinto: one bytes object a read); `now`: only
+    what it holds already (None when it holds nothing)."""
+    import asyncio
+
+    if now:
+        await asyncio.sleep(0)  # let the loop move what arrived into the reader
+        if not getattr(r, "_buffer", None) and not r.at_eof():
+            return None
+    data = await r.read(len(v))
+    v[: len(data)] = data
+    return len(data)
+
+
+async def start_tls(d, ctx):
+    """STARTTLS on the driver's stream: StreamWriter.start_tls, CPython 3.11 and later."""
+    if not hasattr(d.w, "start_tls"):
+        raise SMTPNotSupportedError("STARTTLS with asyncio needs CPython 3.11 or later")
+    try:
+        await d._wait(d.w.start_tls(ctx, server_hostname=d._host), d.ms)
+    except SMTPException:  # its timeout
+        raise
+    except (OSError, ValueError) as ex:
+        d._tls_failed(ex)

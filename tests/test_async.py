@@ -224,6 +224,30 @@ def test_timeout_mid_session(runtime, step):
     assert r == ["SMTPTimeoutError"]
 
 
+@pytest.mark.parametrize("step", ["greeting", "ehlo"])
+def test_421_closes_without_quit(runtime, step):
+    # RFC 5321 3.8: a server that answers 421 closes the channel; the client closes too, as
+    # smtp_client.SMTP does, instead of saying QUIT to it (after a 421 greeting the driver
+    # before this test did).
+    script = [("send", b"220 hi\r\n"), ("expect", b"EHLO"),
+              ("send", b"421 4.3.2 shutting down\r\n"), ("wait_close",)]
+    if step == "greeting":
+        script = [("send", b"421 4.3.2 busy\r\n"), ("wait_close",)]
+    with ScriptedServer(script) as srv:
+        r = go(runtime, srv.host, srv.port, f"""
+            async def main():
+                c = smtp_async.AsyncClient(HOST, PORT, tls="none", from_addr={FROM!r},
+                                           timeout=5)
+                res = await catch(c.send("a@example.com", b"x"))
+                show((res["error"], res["code"]))
+            asyncio.run(main())
+        """)
+    srv.check()
+    assert r == [("SMTPConnectError" if step == "greeting" else "SMTPHeloError", 421)]
+    assert b"QUIT" not in bytes(srv.received[0]), srv.received[0]
+    assert srv.client_closed[0]
+
+
 # --------------------------------------- regressions of the old driver (before the Session)
 #
 # Each of these failed against the asyncio driver that preceded the shared Session (git

@@ -464,6 +464,15 @@ def test_ruff_complexity_limit():
         assert r.returncode == 0, other + ": " + r.stdout + r.stderr
 
 
+def test_driver_shape():
+    # Issue 10's shape: the drivers are short loops over the session (SMTP <= 500 lines,
+    # smtp_async.py <= 200).
+    tree = ast.parse((ROOT / "lib" / "smtp_client.py").read_text())
+    smtp = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SMTP"][0]
+    assert smtp.end_lineno - smtp.lineno + 1 <= 500
+    assert len((ROOT / "lib" / "smtp_async.py").read_text().splitlines()) <= 200
+
+
 def test_micropython_found():
     assert MICROPYTHON
 
