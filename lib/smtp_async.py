@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _MPY = sys.implementation.name == "micropython"
 if not _MPY:
-    import smtp_cpython  # CPython's streams: their reads and start_tls
+    import smtp_cpython  # CPython's streams: connect, read, start_tls
 _SYNC, _REGION = 1, 2  # smtp_client's orders (its const()s are not module attributes)
 
 
@@ -38,13 +38,15 @@ class _Driver(sc.SMTP):
         self.own(True)
         self.reset()
         self._host = c.host
+        if not _MPY:
+            self.r, self.w = await smtp_cpython.open_stream(self, c.host, c.port)
+            return
         self.r, self.w = await self._wait(asyncio.open_connection(c.host, c.port), self.ms)
-        if _MPY:
-            self.sock = self.w.s
-            try:
-                self.sock.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
-            except (OSError, AttributeError):
-                pass
+        self.sock = self.w.s
+        try:
+            self.sock.setsockopt(6, 1, 1)  # TCP_NODELAY, as smtp_client (no Nagle stall)
+        except (OSError, AttributeError):
+            pass
         if self._implicit:
             await self._tls_on()  # RFC 8314 3.3: TLS from the first byte
 
@@ -123,8 +125,7 @@ class _Driver(sc.SMTP):
         try:
             while a < b:
                 k = min(b, a + 4096)
-                # CPython's transports keep a reference: give them a copy, tx is reused.
-                self.w.write(mv[a:k] if _MPY else bytes(mv[a:k]))
+                self.w.write(mv[a:k] if _MPY else bytes(mv[a:k]))  # (CPython keeps it)
                 await self._wait(self.w.drain(), self.ms)
                 a = k
         except OSError as ex:
@@ -169,7 +170,6 @@ class AsyncClient(sc.Client):
     async def send_many(self, mails, **options):
         """Client.send_many as a coroutine (it loads smtp_ext)."""
         import smtp_ext
-
         return await self._send(smtp_ext.client_batch(self, mails, options))
 
     async def _send(self, mails, one=None):

@@ -295,6 +295,24 @@ class PoolIo(Io):
 # ----- smtp_async's driver on CPython (asyncio streams)
 
 
+async def open_stream(d, host, port):
+    """The driver's reader and writer; implicit TLS (RFC 8314 3.3) is part of the connection,
+    which needs no StreamWriter.start_tls (CPython 3.11)."""
+    import asyncio
+
+    ctx = (d.context or sc.create_context()) if d._implicit else None
+    try:
+        rw = await d._wait(asyncio.open_connection(host, port, ssl=ctx), d.ms)
+    except SMTPException:  # its timeout
+        raise
+    except (OSError, ValueError) as ex:
+        if ctx is None:
+            raise
+        d._tls_failed(ex)
+    d._tls = ctx is not None
+    return rw
+
+
 async def stream_read(r, v, now):
     """Read into v from StreamReader r (no readinto: one bytes object a read); `now`: only
     what it holds already (None when it holds nothing)."""

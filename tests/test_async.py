@@ -123,6 +123,27 @@ def test_implicit_tls(runtime, mailserver, certs):
     assert len(srv.messages) == 1 and srv.messages[0].tls and srv.messages[0].login == "u"
 
 
+def test_cpython_without_start_tls(mailserver, certs):
+    # CPython before 3.11 has no StreamWriter.start_tls: implicit TLS is part of opening the
+    # connection there, and STARTTLS says what it needs.
+    implicit = mailserver(tls="implicit")
+    starttls = mailserver(tls="starttls")
+    r = go("cpython", implicit.host, implicit.port, f"""
+        del asyncio.StreamWriter.start_tls  # as on CPython 3.9 and 3.10
+        async def main():
+            c = smtp_async.AsyncClient(HOST, PORT, tls="implicit", context=ctx(),
+                                       from_addr={FROM!r}, timeout=10)
+            show(await catch(c.send("a@example.com", b"Subject: tls\\r\\n\\r\\nhi")))
+            c = smtp_async.AsyncClient(HOST, {starttls.port}, context=ctx(), from_addr={FROM!r},
+                                       timeout=10)
+            show(await catch(c.send("a@example.com", b"x")))
+        asyncio.run(main())
+    """, certs=certs)
+    assert r[0] == {"ok": True, "refused": {}}
+    assert r[1]["error"] == "SMTPNotSupportedError" and "3.11" in r[1]["msg"]
+    assert len(implicit.messages) == 1 and implicit.messages[0].tls
+
+
 def test_starttls_auth(runtime, mailserver, certs):
     # MicroPython too: the stream's socket is wrapped in place after the 220.
     srv = mailserver(tls="starttls", auth={"u": "pw"})
