@@ -26,8 +26,10 @@ class _Driver(sc.SMTP):
     shaking = False  # MicroPython: the TLS handshake runs inside the first reads
 
     async def _wait(self, aw, ms):
-        try:
-            return await asyncio.wait_for(aw, ms / 1000)  # (it makes a task: a float is no cost)
+        try:  # ms, not seconds: a board's single-precision float would round them up
+            if not _MPY:
+                return await smtp_cpython.wait_for_ms(aw, ms)
+            return await asyncio.wait_for_ms(aw, ms)  # type: ignore[attr-defined]
         except asyncio.TimeoutError:
             raise SMTPTimeoutError("timed out")
 
@@ -107,9 +109,7 @@ class _Driver(sc.SMTP):
                 n = self.r.s.readinto(v)
                 while n is None and not now:
                     n = await self.r.readinto(v)
-        except (OSError, ValueError) as ex:
-            if isinstance(ex, SMTPException):
-                raise
+        except (OSError, ValueError) as ex:  # (no SMTPException: the caller keeps the time)
             if self.shaking:
                 self._tls_failed(ex)
             raise SMTPServerDisconnected("read failed: %r" % (ex,))

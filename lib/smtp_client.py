@@ -74,6 +74,8 @@ _AUTH_ROUNDS = const(5)  # RFC 4954 4: a bound on 334 challenges keeps a hostile
 _REPLY_LINES = const(64)  # lines of a reply: real servers send < 20
 _BDAT_ROOM = const(24)  # room before a BDAT chunk for "BDAT <n> LAST" CRLF (RFC 3030 2)
 _STEP = const(4096)  # bytes written from the caller's buffer between progress calls
+# The longest wait: a 32-bit port's ticks_add refuses 2**29 ms (half its ticks_ms period).
+_MAX_MS = const(536870911)  # 2**29 - 1 ms, 6 days
 
 # Error messages by number: their text is smtp_errors', loaded while a message is made
 # (STYLE.md: pay for what you import; as str constants they held ~4 KB from import on).
@@ -316,8 +318,9 @@ class Session:
         self.tx_start = self.tx_len = 0  # tx[tx_start:tx_len]: what goes out next
         if self.timeout != 30:
             # Once: a float timeout allocates at every use. None (smtplib: no deadline, the
-            # caller's choice) waits 2**29 ms, 6 days, the most a ticks_ms deadline holds.
-            self.ms = 1 << 29 if self.timeout is None else int(self.timeout * 1000)
+            # caller's choice) waits 6 days, the most a ticks_ms deadline holds.
+            t = self.timeout
+            self.ms = _MAX_MS if t is None else min(int(t * 1000), _MAX_MS)
         self.head = self.out = 0  # ring head; replies outstanding
         self.sent = 0  # of those, the ones whose command went out
         self.left = 0  # SYNC reads until this many are outstanding
@@ -447,7 +450,7 @@ class Session:
         """How long the next reply may take. RFC 5321 4.5.3.2.6: the end of data may take
         longest (the server checks the message now): twice the command timeout."""
         ms = self.ms
-        return ms * 2 if self.exp[self.head] & 7 == _X_END else ms
+        return min(ms * 2, _MAX_MS) if self.exp[self.head] & 7 == _X_END else ms
 
     def take(self, code):
         """Give a complete reply to what it answers (RFC 2920 3.1: replies come in the order

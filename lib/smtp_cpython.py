@@ -151,7 +151,8 @@ class Io:
         ms = sc._left(deadline)
         if ms <= 0:
             raise SMTPTimeoutError("timed out")
-        # timeout=None (the session's 2**29 ms): a blocking socket, as smtplib leaves it.
+        # timeout=None (the session's longest wait, 6 days): a blocking socket, as smtplib
+        # leaves it.
         self.sock.settimeout(None if ms > 1 << 28 else ms / 1000)
 
     def readinto(self, buf, deadline):
@@ -293,6 +294,13 @@ class PoolIo(Io):
 
 
 # ----- smtp_async's driver on CPython (asyncio streams)
+
+
+def wait_for_ms(aw, ms):
+    """MicroPython's asyncio.wait_for_ms."""
+    import asyncio
+
+    return asyncio.wait_for(aw, ms / 1000)
 
 
 async def open_stream(d, host, port):

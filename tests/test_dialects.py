@@ -1,8 +1,11 @@
 """Issue 11: the forms smtplib programs and real servers use, end to end on both runtimes
 against aiosmtpd (the socket-free rules are in tests/test_session.py)."""
 
+import subprocess
 import sys
+import textwrap
 
+import measure
 from harness import LIB, SHIM, results
 
 
@@ -18,6 +21,34 @@ def test_timeout_none_means_no_deadline(runtime, mailserver):
     """, host=srv.host, port=srv.port)
     assert res == [{}, True]
     assert [m.rcpt_tos for m in srv.messages] == [["b@example.com"], ["c@example.com"]]
+
+
+def test_long_timeouts_fit_a_32_bit_clock(tmp_path):
+    # A 32-bit port's time.ticks_add refuses a wait of 2**29 ms or more (OverflowError), the
+    # deadline of every wait with timeout=None before this test. Every wait the driver asks
+    # for (a command's, the end of data's doubled one) must fit: run on the WebAssembly port,
+    # a 32-bit MicroPython, with the core's .mpy.
+    mjs = measure.wasm_port()
+    measure.build_mpy(tmp_path)
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(textwrap.dedent("""
+        import smtp_client as sc
+        for t in (None, 10 ** 7, 3):
+            s = sc.SMTP(timeout=t)
+            s.reset()  # as connect() does
+            waits = [s.wait_ms()]  # a command's reply
+            m = sc.SendResult("a@example.com", ["b@example.com"], b"x")
+            s.body_end(False, m, 0)  # the end of data is due now: the longest wait
+            waits.append(s.wait_ms())
+            for w in waits:
+                sc._deadline(w)
+            print(waits)
+    """))
+    p = subprocess.run(["node", str(measure.WASM_HELPER), str(mjs), str(tmp_path), str(snippet)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    six_days = (1 << 29) - 1
+    assert p.stdout.split("\n")[:3] == [f"[{six_days}, {six_days}]"] * 2 + ["[3000, 6000]"]
 
 
 def test_addresses_with_names_and_the_null_sender(runtime, mailserver):
