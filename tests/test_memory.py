@@ -8,7 +8,8 @@ bare session (STYLE.md "Prove it").
    catches and reports as "ALLOC". The same snippets check their results, so the locked
    loops really do the work. test_heap_lock_catches_an_allocation proves the method: one
    injected allocation in a copy of the library turns each kind of test red.
-   The engine snippets also run under CPython (the lock is a no-op there) for the results.
+   The engine snippets also run under CPython (the lock is a no-op there) for the results,
+   and on the WebAssembly port, a 32-bit MicroPython (its small ints are 31 bits).
    Reply codes >= 400 keep their text (an allocation on the error path): not covered here.
 2. heapsize: the harnesses of tools/measure.py run under `micropython -X heapsize=H`. The
    bare session's smallest heap is bisected in the test itself, so the "within 3 KB" bound
@@ -16,6 +17,8 @@ bare session (STYLE.md "Prove it").
 """
 
 import re
+import shutil
+import subprocess
 import textwrap
 
 import pytest
@@ -133,11 +136,16 @@ PARSE = """
 """
 
 
+def _parse_src(step):
+    return _snippet(PARSE, REPLIES=REPLIES, STEP=step)
+
+
+PARSE_OUT = ["replies", str(sum(count for _, count, _ in REPLIES)), "bad", "0"]
+
+
 @pytest.mark.parametrize("step", [1, 7, 512], ids=["byte-by-byte", "7-bytes", "whole"])
 def test_parse_allocates_nothing(runtime, step):
-    out = _run(_snippet(PARSE, REPLIES=REPLIES, STEP=step), runtime=runtime)
-    replies = sum(count for _, count, _ in REPLIES)
-    assert out.split() == ["replies", str(replies), "bad", "0"]
+    assert _run(_parse_src(step), runtime=runtime).split() == PARSE_OUT
 
 
 # --- Session.encode / body_end / clean, as Session.data drives them
@@ -235,11 +243,14 @@ ENCODE = """
 """
 
 
-def test_encode_allocates_nothing(runtime):
+def _encode_src():
     wires = tuple(wire(b) for b in BODIES)
-    src = _snippet(ENCODE, BODIES=BODIES, WIRE=wires, STEPS=(1, 2, 3, 100, 512),
-                   OUTSIZE=max(map(len, wires)))
-    assert _run(src, runtime=runtime).split() == ["bad", "0"]
+    return _snippet(ENCODE, BODIES=BODIES, WIRE=wires, STEPS=(1, 2, 3, 100, 512),
+                    OUTSIZE=max(map(len, wires)))
+
+
+def test_encode_allocates_nothing(runtime):
+    assert _run(_encode_src(), runtime=runtime).split() == ["bad", "0"]
 
 
 def test_wire_reference():
@@ -285,6 +296,31 @@ CLEAN_CASES = (
 def test_clean_allocates_nothing(runtime):
     out = _run(_snippet(CLEAN_SNIPPET, CASES=CLEAN_CASES), runtime=runtime)
     assert out.split() == ["bad", "0"]
+
+
+@pytest.fixture(scope="module")
+def wasm32(tmp_path_factory):
+    """The WebAssembly port (a 32-bit MicroPython: tools/measure.py installs it with npm) and
+    a folder with the core's .mpy, as make mpy builds it."""
+    lib = tmp_path_factory.mktemp("wasm-lib")
+    measure.build_mpy(lib)
+    return measure.wasm_port(), lib
+
+
+@pytest.mark.parametrize("loop", ["parse", "encode", "clean"])
+def test_engine_loops_allocate_nothing_on_32_bits(loop, wasm32, tmp_path):
+    # A number that is a small int on the 64-bit unix port may be a heap object on a board
+    # (31-bit small ints): the same locked loops on a 32-bit MicroPython.
+    src, want = {"parse": (_parse_src(1), PARSE_OUT),
+                 "encode": (_encode_src(), ["bad", "0"]),
+                 "clean": (_snippet(CLEAN_SNIPPET, CASES=CLEAN_CASES), ["bad", "0"])}[loop]
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(src)
+    mjs, lib = wasm32
+    p = subprocess.run([shutil.which("node") or "node", str(measure.WASM_HELPER), str(mjs),
+                        str(lib), str(snippet)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.split() == want
 
 
 # --- the real receive path: SMTP._sync / _reply / _Io on a socket
