@@ -17,7 +17,6 @@ bare session (STYLE.md "Prove it").
 """
 
 import re
-import shutil
 import subprocess
 import textwrap
 
@@ -317,8 +316,8 @@ def test_engine_loops_allocate_nothing_on_32_bits(loop, wasm32, tmp_path):
     snippet = tmp_path / "snippet.py"
     snippet.write_text(src)
     mjs, lib = wasm32
-    p = subprocess.run([shutil.which("node") or "node", str(measure.WASM_HELPER), str(mjs),
-                        str(lib), str(snippet)], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(["node", str(measure.WASM_HELPER), str(mjs), str(lib), str(snippet)],
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.split() == want
 
