@@ -16,9 +16,14 @@ Fixtures:
     postfix_tls  the same with STARTTLS (the session's certs) and AUTH after STARTTLS:
                  `from postfix import USER, PASSWORD` (PLAIN, LOGIN, CRAM-MD5).
     Without Postfix (or not root) these skip, except on CI (CI=true), where they fail.
+    wasm32       session-wide: wasm32(source) -> CompletedProcess, the snippet run on the
+                 WebAssembly port (a 32-bit MicroPython; npm installs it into build/wasm when
+                 missing) with the core's .mpy (as make mpy builds it) importable
 """
 
 import os
+import subprocess
+import textwrap
 
 # The standard library's smtplib, imported before a test module puts lib/ (where
 # lib/smtplib.py, the MicroPython one, lives) at the front of sys.path: test_infra and
@@ -27,6 +32,7 @@ import smtplib  # noqa: F401
 
 import pytest
 
+import measure
 from certs import make_certs
 from harness import LIB, MICROPYTHON, ROOT, RUNTIMES, free_port, run, run_ok  # noqa: F401
 from mailserver import MailServer
@@ -40,6 +46,22 @@ from postfix import available as postfix_available
 def runtime(request):
     """The runtime for run()/run_ok(): each test using it runs under both."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def wasm32(tmp_path_factory):
+    """Run a snippet on the 32-bit WebAssembly port with the core's .mpy files."""
+    lib = tmp_path_factory.mktemp("wasm-lib")
+    measure.build_mpy(lib)
+    mjs = measure.wasm_port()
+
+    def run_wasm(source, timeout=300):
+        snippet = tmp_path_factory.mktemp("wasm-snippet") / "snippet.py"
+        snippet.write_text(textwrap.dedent(source))
+        return subprocess.run(["node", str(measure.WASM_HELPER), str(mjs), str(lib),
+                               str(snippet)], capture_output=True, text=True, timeout=timeout)
+
+    return run_wasm
 
 
 @pytest.fixture(scope="session")

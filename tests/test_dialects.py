@@ -1,11 +1,8 @@
 """Issue 11: the forms smtplib programs and real servers use, end to end on both runtimes
 against aiosmtpd (the socket-free rules are in tests/test_session.py)."""
 
-import subprocess
 import sys
-import textwrap
 
-import measure
 from harness import LIB, SHIM, results
 
 
@@ -23,15 +20,12 @@ def test_timeout_none_means_no_deadline(runtime, mailserver):
     assert [m.rcpt_tos for m in srv.messages] == [["b@example.com"], ["c@example.com"]]
 
 
-def test_long_timeouts_fit_a_32_bit_clock(tmp_path):
+def test_long_timeouts_fit_a_32_bit_clock(wasm32):
     # A 32-bit port's time.ticks_add refuses a wait of 2**29 ms or more (OverflowError), the
     # deadline of every wait with timeout=None before this test. Every wait the driver asks
     # for (a command's, the end of data's doubled one) must fit: run on the WebAssembly port,
     # a 32-bit MicroPython, with the core's .mpy.
-    mjs = measure.wasm_port()
-    measure.build_mpy(tmp_path)
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(textwrap.dedent("""
+    p = wasm32("""
         import smtp_client as sc
         for t in (None, 10 ** 7, 3):
             s = sc.SMTP(timeout=t)
@@ -43,9 +37,7 @@ def test_long_timeouts_fit_a_32_bit_clock(tmp_path):
             for w in waits:
                 sc._deadline(w)
             print(waits)
-    """))
-    p = subprocess.run(["node", str(measure.WASM_HELPER), str(mjs), str(tmp_path), str(snippet)],
-                       capture_output=True, text=True, timeout=120)
+    """)
     assert p.returncode == 0, p.stdout + p.stderr
     six_days = (1 << 29) - 1
     assert p.stdout.split("\n")[:3] == [f"[{six_days}, {six_days}]"] * 2 + ["[3000, 6000]"]

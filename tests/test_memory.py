@@ -17,7 +17,6 @@ bare session (STYLE.md "Prove it").
 """
 
 import re
-import subprocess
 import textwrap
 
 import pytest
@@ -297,27 +296,14 @@ def test_clean_allocates_nothing(runtime):
     assert out.split() == ["bad", "0"]
 
 
-@pytest.fixture(scope="module")
-def wasm32(tmp_path_factory):
-    """The WebAssembly port (a 32-bit MicroPython: tools/measure.py installs it with npm) and
-    a folder with the core's .mpy, as make mpy builds it."""
-    lib = tmp_path_factory.mktemp("wasm-lib")
-    measure.build_mpy(lib)
-    return measure.wasm_port(), lib
-
-
 @pytest.mark.parametrize("loop", ["parse", "encode", "clean"])
-def test_engine_loops_allocate_nothing_on_32_bits(loop, wasm32, tmp_path):
+def test_engine_loops_allocate_nothing_on_32_bits(loop, wasm32):
     # A number that is a small int on the 64-bit unix port may be a heap object on a board
     # (31-bit small ints): the same locked loops on a 32-bit MicroPython.
     src, want = {"parse": (_parse_src(1), PARSE_OUT),
                  "encode": (_encode_src(), ["bad", "0"]),
                  "clean": (_snippet(CLEAN_SNIPPET, CASES=CLEAN_CASES), ["bad", "0"])}[loop]
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(src)
-    mjs, lib = wasm32
-    p = subprocess.run(["node", str(measure.WASM_HELPER), str(mjs), str(lib), str(snippet)],
-                       capture_output=True, text=True, timeout=300)
+    p = wasm32(src)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.split() == want
 
